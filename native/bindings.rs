@@ -1,0 +1,475 @@
+//! The PyO3 layer: `CypherCell` and a few module functions, as a thin shell
+//! over `cell::Cell`. Argument checking happens here, before any memory is
+//! allocated.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyString};
+
+use crate::cell::{self, Cell, CreateError, Status};
+use crate::errors::{lock_message, Error};
+use crate::memory::export::{Exposure, ExposureOwner};
+use crate::memory::{self, sys, AllocError, Requested, Tier};
+
+const REDACTED: &str = "[REDACTED]";
+
+/// The bytes of a constructor argument, borrowed without copying.
+enum Source<'py> {
+    Text(Bound<'py, PyString>),
+    Buffer(PyBuffer<u8>),
+}
+
+impl Source<'_> {
+    fn len(&self) -> PyResult<usize> {
+        match self {
+            Source::Text(s) => Ok(s.to_str()?.len()),
+            Source::Buffer(b) => Ok(b.item_count()),
+        }
+    }
+
+    fn copy_into(&self, py: Python<'_>, dest: &mut [u8]) -> PyResult<()> {
+        match self {
+            Source::Text(s) => {
+                dest.copy_from_slice(s.to_str()?.as_bytes());
+                Ok(())
+            }
+            Source::Buffer(b) => b.copy_to_slice(py, dest),
+        }
+    }
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
+    if let Ok(text) = data.cast::<PyString>() {
+        return Ok(Source::Text(text.clone()));
+    }
+    if let Ok(buf) = PyBuffer::<u8>::get(data) {
+        return Ok(Source::Buffer(buf));
+    }
+    // Any other buffer (array('I'), a C-contiguous numpy array, ...): view its
+    // raw bytes. Objects that are not buffers at all fail here.
+    let raw = PyMemoryView::from(data)
+        .and_then(|mv| mv.call_method1("cast", ("B",)))
+        .map_err(|_| {
+            Error::Type(format!(
+                "CypherCell() takes bytes, bytearray, memoryview, another buffer or str, not {}",
+                type_name(data)
+            ))
+        })?;
+    Ok(Source::Buffer(PyBuffer::<u8>::get(&raw)?))
+}
+
+fn requested(protection: &str) -> Result<Requested, Error> {
+    match protection {
+        "auto" => Ok(Requested::Auto),
+        "secretmem" => Ok(Requested::Exactly(Tier::Secretmem)),
+        "locked" => Ok(Requested::Exactly(Tier::Locked)),
+        "unlocked" => Ok(Requested::Exactly(Tier::Unlocked)),
+        other => Err(Error::Value(format!(
+            "protection must be one of 'auto', 'secretmem', 'locked', 'unlocked'; got {other:?}"
+        ))),
+    }
+}
+
+fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>, Error> {
+    let Some(ttl) = ttl_sec.filter(|t| !t.is_none()) else {
+        return Ok(None);
+    };
+    if ttl.is_instance_of::<PyBool>()
+        || !(ttl.is_instance_of::<PyInt>() || ttl.is_instance_of::<PyFloat>())
+    {
+        return Err(Error::Type(format!(
+            "ttl_sec must be a number of seconds or None, not {}",
+            type_name(ttl)
+        )));
+    }
+    let seconds: f64 = ttl.extract()?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(Error::Value(format!(
+            "ttl_sec must be a finite number of seconds greater than 0, got {seconds}"
+        )));
+    }
+    let at = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d))
+        .ok_or_else(|| Error::Value(format!("ttl_sec={seconds} is too far in the future")))?;
+    Ok(Some((at, seconds)))
+}
+
+static DEGRADED_WARNED: AtomicBool = AtomicBool::new(false);
+
+fn warn_degraded(py: Python<'_>, cause: &AllocError) -> PyResult<()> {
+    if DEGRADED_WARNED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let category = py
+        .import("cypher_cell.errors")?
+        .getattr("MemoryLockWarning")?;
+    let message = format!(
+        "{}; protection='auto' falls back to unlocked memory, which may be written to swap. \
+         Raise the limit (ulimit -l) or pass protection='locked' to make this an error. \
+         This warning is shown once per process.",
+        lock_message(cause)
+    );
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, &category, &message, 1)
+}
+
+/// Compares without branching on the bytes' values (lengths may differ
+/// observably: that is not a secret here, as with `hmac.compare_digest`).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// A secret held in locked, zeroizing memory. Printing it shows `[REDACTED]`.
+#[pyclass(frozen, weakref, module = "cypher_cell", name = "CypherCell")]
+pub struct CypherCell {
+    cell: Arc<Cell>,
+    ttl_sec: Option<f64>,
+}
+
+struct Owner(Arc<Cell>);
+
+impl ExposureOwner for Owner {
+    fn exposure_closed(&self) {
+        self.0.exposure_closed();
+    }
+    fn unpin(&self) {
+        self.0.unpin();
+    }
+}
+
+impl CypherCell {
+    fn compare(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
+        if let Ok(other) = other.cast::<CypherCell>() {
+            let other = &other.get().cell;
+            if Arc::ptr_eq(&self.cell, other) {
+                return Ok(Some(self.cell.peek(|_| true).map_err(Error::from)?));
+            }
+            // Lock the two cells in address order so `a == b` racing `b == a`
+            // cannot deadlock.
+            let (first, second) = if Arc::as_ptr(&self.cell) < Arc::as_ptr(other) {
+                (&self.cell, other)
+            } else {
+                (other, &self.cell)
+            };
+            let eq = first
+                .peek(|a| second.peek(|b| constant_time_eq(a, b)))
+                .and_then(|r| r)
+                .map_err(Error::from)?;
+            return Ok(Some(eq));
+        }
+        if let Ok(bytes) = other.cast::<PyBytes>() {
+            let eq = self
+                .cell
+                .peek(|a| constant_time_eq(a, bytes.as_bytes()))
+                .map_err(Error::from)?;
+            return Ok(Some(eq));
+        }
+        if let Ok(text) = other.cast::<PyString>() {
+            let text = text.to_str()?;
+            let eq = self
+                .cell
+                .peek(|a| constant_time_eq(a, text.as_bytes()))
+                .map_err(Error::from)?;
+            return Ok(Some(eq));
+        }
+        if other.is_instance_of::<PyByteArray>() || other.is_instance_of::<PyMemoryView>() {
+            let buf = PyBuffer::<u8>::get(other)?;
+            let mut theirs = zeroize::Zeroizing::new(vec![0u8; buf.item_count()]);
+            buf.copy_to_slice(py, &mut theirs)?;
+            let eq = self
+                .cell
+                .peek(|a| constant_time_eq(a, &theirs))
+                .map_err(Error::from)?;
+            return Ok(Some(eq));
+        }
+        Ok(None)
+    }
+}
+
+#[pymethods]
+impl CypherCell {
+    #[new]
+    #[pyo3(signature = (data, *, volatile = false, ttl_sec = None, wipe_source = false, protection = "auto"))]
+    fn new(
+        py: Python<'_>,
+        data: &Bound<'_, PyAny>,
+        volatile: bool,
+        ttl_sec: Option<&Bound<'_, PyAny>>,
+        wipe_source: bool,
+        protection: &str,
+    ) -> PyResult<Self> {
+        let requested = requested(protection)?;
+        let deadline = deadline(ttl_sec)?;
+        let source = source(data)?;
+        if wipe_source {
+            match &source {
+                Source::Buffer(b) if !b.readonly() => {}
+                _ => {
+                    return Err(Error::Type(format!(
+                        "wipe_source=True needs a writable buffer such as a bytearray; {} cannot be wiped",
+                        type_name(data)
+                    ))
+                    .into())
+                }
+            }
+        }
+        let len = source.len()?;
+        let created = Cell::create(len, requested, volatile, deadline.map(|d| d.0), |dest| {
+            source.copy_into(py, dest)
+        })
+        .map_err(|e| match e {
+            CreateError::Alloc(a) => Error::Lock(a),
+            CreateError::Fill(p) => Error::Python(p),
+            CreateError::Reaper(io) => Error::Reaper(io),
+        })?;
+        if wipe_source {
+            if let Source::Buffer(b) = &source {
+                let zeros = vec![0u8; len];
+                b.copy_from_slice(py, &zeros)?;
+            }
+        }
+        if let Some(cause) = created.degraded {
+            warn_degraded(py, &cause)?;
+        }
+        Ok(CypherCell {
+            cell: created.cell,
+            ttl_sec: deadline.map(|d| d.1),
+        })
+    }
+
+    /// The secret as `bytes`. A copy Python cannot wipe: prefer `expose()`.
+    fn reveal<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(self
+            .cell
+            .read(|b| PyBytes::new(py, b))
+            .map_err(Error::from)?)
+    }
+
+    /// `*` for every character but the last `suffix_len`; everything is
+    /// masked when `suffix_len` is not shorter than the secret.
+    #[pyo3(signature = (suffix_len = 4))]
+    fn reveal_masked(&self, suffix_len: i64) -> PyResult<String> {
+        let suffix_len = usize::try_from(suffix_len)
+            .map_err(|_| Error::Value(format!("suffix_len must be 0 or more, got {suffix_len}")))?;
+        Ok(self
+            .cell
+            .peek(|b| mask(b, suffix_len))
+            .map_err(Error::from)?)
+    }
+
+    /// A context manager yielding a read-only memoryview of the secret in
+    /// place. Burns a volatile cell when the block ends.
+    fn expose(&self) -> PyResult<Exposure> {
+        let buf = self.cell.pin().map_err(Error::from)?;
+        Ok(Exposure::new(buf, Arc::new(Owner(self.cell.clone()))))
+    }
+
+    /// Zeroes and frees the secret now. Safe to call more than once.
+    fn wipe(&self) {
+        self.cell.wipe();
+    }
+
+    #[getter]
+    fn wiped(&self) -> bool {
+        self.cell.status() != Status::Live
+    }
+
+    /// The tier achieved: "secretmem", "locked" or "unlocked".
+    #[getter]
+    fn protection(&self) -> &'static str {
+        self.cell.tier().name()
+    }
+
+    #[getter]
+    fn volatile(&self) -> bool {
+        self.cell.is_volatile()
+    }
+
+    #[getter]
+    fn ttl_sec(&self) -> Option<f64> {
+        self.ttl_sec
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.cell.wipe();
+        false
+    }
+
+    fn __repr__(&self) -> &'static str {
+        REDACTED
+    }
+
+    fn __str__(&self) -> &'static str {
+        REDACTED
+    }
+
+    fn __format__(&self, py: Python<'_>, spec: &str) -> PyResult<String> {
+        // Honour alignment and width, applied to the placeholder only.
+        PyString::new(py, REDACTED)
+            .call_method1("__format__", (spec,))?
+            .extract()
+    }
+
+    fn __eq__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Ok(match self.compare(py, other)? {
+            Some(eq) => PyBool::new(py, eq).to_owned().into_any().unbind(),
+            None => py.NotImplemented(),
+        })
+    }
+
+    fn __ne__(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        Ok(match self.compare(py, other)? {
+            Some(eq) => PyBool::new(py, !eq).to_owned().into_any().unbind(),
+            None => py.NotImplemented(),
+        })
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(Error::Type(
+            "CypherCell cannot be pickled: its secret never leaves locked memory".into(),
+        )
+        .into())
+    }
+
+    fn __copy__(&self) -> PyResult<()> {
+        Err(
+            Error::Type("CypherCell cannot be copied; create a new cell from the source".into())
+                .into(),
+        )
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.__copy__()
+    }
+}
+
+impl Drop for CypherCell {
+    fn drop(&mut self) {
+        self.cell.wipe();
+    }
+}
+
+fn mask(secret: &[u8], suffix_len: usize) -> String {
+    match std::str::from_utf8(secret) {
+        Ok(text) => {
+            let chars = text.chars().count();
+            let shown = if suffix_len < chars { suffix_len } else { 0 };
+            let mut out = "*".repeat(chars - shown);
+            out.extend(text.chars().skip(chars - shown));
+            out
+        }
+        Err(_) => {
+            let shown = if suffix_len < secret.len() {
+                suffix_len
+            } else {
+                0
+            };
+            let mut out = "*".repeat(secret.len() - shown);
+            for &b in &secret[secret.len() - shown..] {
+                if b.is_ascii_graphic() {
+                    out.push(b as char);
+                } else {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Wipes every live cell; registered with `atexit` by the package.
+#[pyfunction]
+fn _wipe_all() -> usize {
+    cell::wipe_all()
+}
+
+/// The allocator's own counts (the kernel's are in /proc/self).
+#[pyfunction]
+fn _pool_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let s = memory::pool_stats();
+    let d = PyDict::new(py);
+    d.set_item("regions", s.arenas)?;
+    d.set_item("live_slots", s.live_slots)?;
+    d.set_item("locked_bytes", s.locked_bytes)?;
+    d.set_item("mapped_bytes", s.mapped_bytes)?;
+    d.set_item("live_cells", cell::live_count())?;
+    Ok(d)
+}
+
+/// What this machine gives, for `cypher-cell doctor`.
+#[pyfunction]
+fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    for tier in Tier::ALL {
+        let (ok, errno) = match memory::probe(tier) {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e.errno)),
+        };
+        let t = PyDict::new(py);
+        t.set_item("available", ok)?;
+        t.set_item("errno", errno)?;
+        d.set_item(tier.name(), t)?;
+    }
+    let limit = |l: sys::SysResult<sys::Limit>| l.ok();
+    d.set_item("memlock_limit", limit(sys::memlock_limit()))?;
+    d.set_item("core_limit", limit(sys::core_limit()))?;
+    d.set_item("dumpable", sys::dumpable().ok())?;
+    d.set_item("page_size", sys::page_size())?;
+    Ok(d)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    m.add_class::<CypherCell>()?;
+    m.add_class::<Exposure>()?;
+    m.add_function(wrap_pyfunction!(_wipe_all, m)?)?;
+    m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(_probe, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_as_documented() {
+        assert_eq!(mask(b"SK-7721-9904-1234", 4), "*************1234");
+        assert_eq!(mask(b"abc", 4), "***");
+        assert_eq!(mask(b"abcd", 4), "****");
+        assert_eq!(mask(b"abcde", 0), "*****");
+        assert_eq!(mask("pässwörd".as_bytes(), 3), "*****örd");
+        assert_eq!(mask(b"\xff\x00ab", 3), "*\\x00ab");
+    }
+
+    #[test]
+    fn constant_time_eq_agrees_with_eq() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+}

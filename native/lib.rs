@@ -1,0 +1,11 @@
+//! cypher_cell's native core. `memory` is the only module allowed `unsafe`;
+//! the rest is safe Rust over it, and `bindings` is the thin PyO3 layer.
+
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+
+mod bindings;
+pub mod cell;
+mod errors;
+#[allow(unsafe_code)]
+pub mod memory;
+pub mod reaper;

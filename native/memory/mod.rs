@@ -1,0 +1,31 @@
+//! The memory engine: the only module with `unsafe` code.
+//!
+//! - [`sys`]: the operating-system calls (Linux), each result checked.
+//! - [`region`]: guarded mappings and the protection tiers.
+//! - [`pool`]: the slot allocator with per-page live counts and canaries.
+//! - [`secret`]: `SecretBuf`, one secret's bytes, zeroized on every exit.
+//! - [`export`]: the read-only buffer export behind `expose()`.
+//! - [`per_process`]: globals that a forked child re-creates.
+//!
+//! Where the guarantees stop: the engine keeps bytes out of swap, dumps and
+//! children and zeroes them when freed. It cannot zero copies the
+//! application makes (`reveal()` returns a `bytes`), and while a view from
+//! `expose()` is open Python code reads the bytes without the engine's lock.
+
+pub mod export;
+mod per_process;
+mod pool;
+mod region;
+mod secret;
+pub mod sys;
+
+pub use per_process::PerProcess;
+pub use pool::PoolStats;
+pub use region::Tier;
+pub use secret::{pool_stats, AllocError, Requested, SecretBuf};
+pub use sys::fork_generation;
+
+/// Probes one page of `tier`; `Err` carries the kernel's answer.
+pub fn probe(tier: Tier) -> Result<(), sys::SysError> {
+    region::Region::new(tier, 1, true).map(drop)
+}

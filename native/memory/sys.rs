@@ -1,0 +1,322 @@
+//! The operating-system calls behind the memory engine, and nothing else.
+//!
+//! Linux is the one system implemented and tested. Every function returns the
+//! kernel's verdict (`Err(SysError)` carries the call and errno); none of them
+//! panics. A macOS port needs `mlock`/`MAP_NOCORE`/`minherit`; a Windows port
+//! `VirtualAlloc`/`VirtualLock`: both would replace this file only.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("cypher_cell's memory engine is implemented for Linux only so far");
+
+use std::fmt;
+use std::io;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// A failed system call: which one, and the errno it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysError {
+    pub call: &'static str,
+    pub errno: i32,
+}
+
+impl SysError {
+    fn last(call: &'static str) -> Self {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        SysError { call, errno }
+    }
+
+    /// The limit-shaped failures: retrying after raising RLIMIT_MEMLOCK may help.
+    pub fn is_lock_limit(&self) -> bool {
+        matches!(self.errno, libc::ENOMEM | libc::EAGAIN | libc::EPERM)
+    }
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = io::Error::from_raw_os_error(self.errno);
+        write!(f, "{} failed: {}", self.call, text)
+    }
+}
+
+pub type SysResult<T> = Result<T, SysError>;
+
+pub fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no memory-safety preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size)
+            .ok()
+            .filter(|s| s.is_power_of_two())
+            .unwrap_or(4096)
+    })
+}
+
+/// Reserves `len` bytes of address space with no access rights. The caller
+/// opens a window inside it with [`open_anonymous`] or [`open_secretmem`];
+/// what stays `PROT_NONE` is the guard pages.
+pub fn reserve(len: usize) -> SysResult<NonNull<u8>> {
+    // SAFETY: an anonymous PROT_NONE mapping at a kernel-chosen address touches
+    // no existing memory.
+    let addr = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(SysError::last("mmap"));
+    }
+    NonNull::new(addr.cast()).ok_or(SysError {
+        call: "mmap",
+        errno: libc::ENOMEM,
+    })
+}
+
+/// Makes `[addr, addr+len)` of a reservation readable and writable private
+/// anonymous memory.
+///
+/// # Safety
+/// The range must lie inside a reservation made by [`reserve`] that no
+/// reference points into.
+pub unsafe fn open_anonymous(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: per the caller's contract the range is ours and unreferenced.
+    let rc = unsafe {
+        libc::mprotect(
+            addr.as_ptr().cast(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+        )
+    };
+    if rc != 0 {
+        return Err(SysError::last("mprotect"));
+    }
+    Ok(())
+}
+
+/// Replaces `[addr, addr+len)` of a reservation with a `memfd_secret(2)`
+/// mapping: pages removed from the kernel's direct map, locked and excluded
+/// from core dumps by the kernel itself.
+///
+/// # Safety
+/// As for [`open_anonymous`].
+pub unsafe fn open_secretmem(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: memfd_secret takes only a flags word.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(SysError::last("memfd_secret"));
+    }
+    let fd = fd as libc::c_int;
+    let result = (|| {
+        let size = libc::off_t::try_from(len).map_err(|_| SysError {
+            call: "ftruncate",
+            errno: libc::EFBIG,
+        })?;
+        // SAFETY: fd is the descriptor just returned to us.
+        if unsafe { libc::ftruncate(fd, size) } != 0 {
+            return Err(SysError::last("ftruncate"));
+        }
+        // SAFETY: MAP_FIXED over our own reservation (caller's contract); the
+        // kernel replaces only those pages.
+        let mapped = unsafe {
+            libc::mmap(
+                addr.as_ptr().cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                fd,
+                0,
+            )
+        };
+        if mapped == libc::MAP_FAILED {
+            return Err(SysError::last("mmap(memfd_secret)"));
+        }
+        Ok(())
+    })();
+    // The mapping keeps the memory alive; the descriptor is no longer needed.
+    // SAFETY: closing a descriptor we own.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Unmaps a whole reservation.
+///
+/// # Safety
+/// No reference into the range may outlive this call.
+pub unsafe fn release(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: per the caller's contract.
+    if unsafe { libc::munmap(addr.as_ptr().cast(), len) } != 0 {
+        return Err(SysError::last("munmap"));
+    }
+    Ok(())
+}
+
+fn madvise(
+    addr: NonNull<u8>,
+    len: usize,
+    advice: libc::c_int,
+    call: &'static str,
+) -> SysResult<()> {
+    // SAFETY: madvise with these advice values changes dump/fork behaviour
+    // only; it never invalidates memory in this process.
+    if unsafe { libc::madvise(addr.as_ptr().cast(), len, advice) } != 0 {
+        return Err(SysError::last(call));
+    }
+    Ok(())
+}
+
+/// Keeps the range out of core dumps.
+pub fn dont_dump(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    madvise(addr, len, libc::MADV_DONTDUMP, "madvise(MADV_DONTDUMP)")
+}
+
+/// A forked child sees the range as zero-filled (private anonymous only).
+pub fn wipe_on_fork(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    madvise(addr, len, libc::MADV_WIPEONFORK, "madvise(MADV_WIPEONFORK)")
+}
+
+/// A forked child does not get the range mapped at all (works for the shared
+/// secretmem mapping, where WIPEONFORK is refused).
+pub fn dont_fork(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    madvise(addr, len, libc::MADV_DONTFORK, "madvise(MADV_DONTFORK)")
+}
+
+pub fn lock(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: mlock only pins pages of a mapping we own.
+    if unsafe { libc::mlock(addr.as_ptr().cast(), len) } != 0 {
+        return Err(SysError::last("mlock"));
+    }
+    Ok(())
+}
+
+pub fn unlock(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: munlock only unpins pages of a mapping we own.
+    if unsafe { libc::munlock(addr.as_ptr().cast(), len) } != 0 {
+        return Err(SysError::last("munlock"));
+    }
+    Ok(())
+}
+
+/// Overwrites `len` bytes at `addr` with zeros in a way the compiler may not
+/// elide.
+///
+/// # Safety
+/// The range must be mapped writable and not aliased by a live reference.
+pub unsafe fn zero(addr: NonNull<u8>, len: usize) {
+    use zeroize::Zeroize;
+    // SAFETY: per the caller's contract the range is writable and unaliased.
+    let bytes = unsafe { std::slice::from_raw_parts_mut(addr.as_ptr(), len) };
+    bytes.zeroize();
+}
+
+/// `(soft, hard)`; `None` means unlimited.
+pub type Limit = (Option<u64>, Option<u64>);
+
+fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
+        return Err(SysError::last("getrlimit"));
+    }
+    let conv = |v: libc::rlim_t| (v != libc::RLIM_INFINITY).then_some(v);
+    Ok((conv(lim.rlim_cur), conv(lim.rlim_max)))
+}
+
+pub fn memlock_limit() -> SysResult<Limit> {
+    get_rlimit(libc::RLIMIT_MEMLOCK)
+}
+
+pub fn core_limit() -> SysResult<Limit> {
+    get_rlimit(libc::RLIMIT_CORE)
+}
+
+/// Raises the soft RLIMIT_MEMLOCK to the hard limit. `Ok(true)` when the soft
+/// limit changed.
+pub fn raise_memlock_soft_limit() -> SysResult<bool> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Err(SysError::last("getrlimit"));
+    }
+    if lim.rlim_cur == lim.rlim_max {
+        return Ok(false);
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        return Err(SysError::last("setrlimit"));
+    }
+    Ok(true)
+}
+
+/// Fills `buf` from the kernel's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) -> SysResult<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = &mut buf[filled..];
+        // SAFETY: getrandom writes at most rest.len() bytes into rest.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = SysError::last("getrandom");
+            if err.errno == libc::EINTR {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// Whether the process may produce a core dump (`prctl(PR_GET_DUMPABLE)`).
+pub fn dumpable() -> SysResult<bool> {
+    // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+    if rc < 0 {
+        return Err(SysError::last("prctl(PR_GET_DUMPABLE)"));
+    }
+    Ok(rc != 0)
+}
+
+/// Counts forks: a child sees a different generation from its parent, so
+/// state captured before the fork can be recognised and left alone (its locks
+/// may be held by threads that do not exist in the child).
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn after_fork_in_child() {
+    // Async-signal-safe: one atomic add.
+    FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+pub fn fork_generation() -> u64 {
+    FORK_GENERATION.load(Ordering::SeqCst)
+}
+
+/// Registers the fork hook once per process.
+pub fn install_fork_hook() -> SysResult<()> {
+    static INSTALLED: OnceLock<i32> = OnceLock::new();
+    let rc = *INSTALLED.get_or_init(|| {
+        // SAFETY: registers a handler that performs a single atomic add, which
+        // is valid in a freshly forked child.
+        unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) }
+    });
+    if rc != 0 {
+        return Err(SysError {
+            call: "pthread_atfork",
+            errno: rc,
+        });
+    }
+    Ok(())
+}
