@@ -1,0 +1,296 @@
+"""CypherCell's Python API: construction, reads, display, comparison, copying."""
+
+from __future__ import annotations
+
+import array
+import copy
+import logging
+import pickle
+import traceback
+import weakref
+
+import pytest
+
+from cypher_cell import CellExpiredError, CellWipedError, CypherCell, CypherCellError
+
+SECRET = b"SK-7721-9904-1234"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [SECRET, bytearray(SECRET), memoryview(SECRET), memoryview(bytearray(SECRET)), SECRET.decode()],
+    ids=["bytes", "bytearray", "memoryview", "memoryview-rw", "str"],
+)
+def test_accepts_bytes_like_and_str(data: object) -> None:
+    cell = CypherCell(data)  # type: ignore[arg-type]
+    assert cell.reveal() == SECRET
+
+
+def test_accepts_any_buffer_as_raw_bytes() -> None:
+    arr = array.array("I", [1, 2, 3])
+    assert CypherCell(arr).reveal() == arr.tobytes()
+
+
+def test_non_contiguous_buffer_is_copied_in_order() -> None:
+    view = memoryview(b"a-b-c-d")[::2]
+    assert CypherCell(view).reveal() == b"abcd"
+
+
+def test_str_is_utf8() -> None:
+    assert CypherCell("pässwörd").reveal() == "pässwörd".encode()
+
+
+def test_empty_secret_is_allowed() -> None:
+    cell = CypherCell(b"")
+    assert cell.reveal() == b""
+    assert cell.reveal_masked() == ""
+
+
+@pytest.mark.parametrize("size", [1, 1024, 1025, 4096, 200_000])
+def test_sizes_across_slot_classes_and_large_regions(size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    cell = CypherCell(data)
+    assert cell.reveal() == data
+    cell.wipe()
+    assert cell.wiped
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "words"),
+    [
+        ({"data": 12345}, TypeError, "not int"),
+        ({"data": None}, TypeError, "not NoneType"),
+        ({"data": [1, 2]}, TypeError, "not list"),
+        ({"data": b"x", "ttl_sec": 0}, ValueError, "greater than 0"),
+        ({"data": b"x", "ttl_sec": -1.5}, ValueError, "greater than 0"),
+        ({"data": b"x", "ttl_sec": float("nan")}, ValueError, "finite"),
+        ({"data": b"x", "ttl_sec": float("inf")}, ValueError, "finite"),
+        ({"data": b"x", "ttl_sec": 1e300}, ValueError, "too far"),
+        ({"data": b"x", "ttl_sec": "10"}, TypeError, "ttl_sec"),
+        ({"data": b"x", "ttl_sec": True}, TypeError, "ttl_sec"),
+        ({"data": b"x", "protection": "fort-knox"}, ValueError, "protection"),
+        ({"data": b"x", "protection": 3}, TypeError, "protection"),
+        ({"data": b"x", "volatile": 1}, TypeError, "volatile"),
+        ({"data": b"x", "wipe_source": True}, TypeError, "writable"),
+        ({"data": "text", "wipe_source": True}, TypeError, "writable"),
+    ],
+)
+def test_bad_arguments_fail_clearly_before_allocating(kwargs: dict[str, object], exc: type, words: str) -> None:
+    from cypher_cell._native import _pool_stats
+
+    before = _pool_stats()["live_cells"]
+    with pytest.raises(exc, match=words):
+        CypherCell(**kwargs)  # type: ignore[arg-type]
+    assert _pool_stats()["live_cells"] == before
+
+
+def test_positional_options_are_refused() -> None:
+    with pytest.raises(TypeError):
+        CypherCell(b"x", True)  # type: ignore[misc]
+
+
+def test_wipe_source_zeroes_a_writable_source() -> None:
+    source = bytearray(SECRET)
+    cell = CypherCell(source, wipe_source=True)
+    assert source == bytearray(len(SECRET))
+    assert cell.reveal() == SECRET
+
+
+def test_wipe_source_through_a_memoryview_zeroes_the_underlying_buffer() -> None:
+    backing = bytearray(b"xx" + SECRET + b"yy")
+    CypherCell(memoryview(backing)[2:-2], wipe_source=True)
+    assert backing == b"xx" + bytes(len(SECRET)) + b"yy"
+
+
+def test_source_is_left_alone_by_default() -> None:
+    source = bytearray(SECRET)
+    CypherCell(source)
+    assert source == SECRET
+
+
+@pytest.mark.parametrize("text", [str, repr, lambda c: f"{c}", lambda c: f"{c!r}", lambda c: f"{c:>20}", format])
+def test_display_is_redacted_without_bytes_or_length(text: object) -> None:
+    shown = text(CypherCell(SECRET))  # type: ignore[operator]
+    assert "[REDACTED]" in shown
+    assert "7721" not in shown
+    assert str(len(SECRET)) not in shown
+
+
+def test_redacted_in_containers_logging_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    cell = CypherCell(SECRET)
+    assert "1234" not in str([cell]) + str({"k": cell})
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("t").info("token=%s", cell)
+    assert "token=[REDACTED]" in caplog.text
+    try:
+        raise RuntimeError(cell)
+    except RuntimeError:
+        assert "1234" not in traceback.format_exc()
+
+
+def test_reveal_masked_matches_the_documented_example() -> None:
+    assert CypherCell(SECRET).reveal_masked(suffix_len=4) == "*************1234"
+    assert CypherCell(SECRET).reveal_masked() == "*************1234"
+
+
+@pytest.mark.parametrize(("suffix", "shown"), [(0, "*****"), (2, "***cd"), (5, "*****"), (50, "*****")])
+def test_a_suffix_as_long_as_the_secret_reveals_nothing(suffix: int, shown: str) -> None:
+    assert CypherCell(b"abccd").reveal_masked(suffix_len=suffix) == shown
+
+
+def test_reveal_masked_rejects_negative_suffix() -> None:
+    with pytest.raises(ValueError, match="suffix_len"):
+        CypherCell(SECRET).reveal_masked(suffix_len=-1)
+
+
+def test_reads_after_wipe_raise_value_error_subclass() -> None:
+    cell = CypherCell(SECRET)
+    cell.wipe()
+    cell.wipe()  # idempotent
+    assert cell.wiped
+    for read in (cell.reveal, cell.reveal_masked, cell.expose):
+        with pytest.raises(CellWipedError):
+            read()
+    assert issubclass(CellWipedError, ValueError)
+    assert issubclass(CellExpiredError, CellWipedError)
+    assert issubclass(CellWipedError, CypherCellError)
+
+
+def test_context_manager_wipes_on_exit_even_on_error() -> None:
+    with CypherCell(SECRET) as cell:
+        assert cell.reveal() == SECRET
+    assert cell.wiped
+    with pytest.raises(KeyError), CypherCell(SECRET) as other:
+        raise KeyError("boom")
+    assert other.wiped
+
+
+def test_expose_gives_a_read_only_view_in_place() -> None:
+    cell = CypherCell(SECRET)
+    with cell.expose() as view:
+        assert isinstance(view, memoryview)
+        assert view.readonly
+        assert view == SECRET
+        with pytest.raises(TypeError):
+            view[0] = 0  # type: ignore[index]
+    with pytest.raises(ValueError, match="released"):
+        len(view)
+    assert cell.reveal() == SECRET
+
+
+def test_expose_refuses_writable_export() -> None:
+    import ctypes
+
+    from kernel import _get_buffer, _PyBuffer
+
+    exposure = CypherCell(SECRET).expose()
+    assert memoryview(exposure).readonly
+    py_buf_writable = 0x0001
+    with pytest.raises(BufferError, match="read-only"):
+        _get_buffer(exposure, ctypes.byref(_PyBuffer()), py_buf_writable)
+
+
+def test_volatile_burns_after_one_reveal() -> None:
+    otp = CypherCell(b"492817", volatile=True)
+    assert otp.volatile
+    assert otp == b"492817"  # comparing does not burn
+    assert otp.reveal_masked(suffix_len=2) == "****17"  # masked display does not burn
+    assert otp.reveal() == b"492817"
+    assert otp.wiped
+    with pytest.raises(CellWipedError, match="burned"):
+        otp.reveal()
+
+
+def test_volatile_burns_after_one_exposure() -> None:
+    otp = CypherCell(b"492817", volatile=True)
+    with otp.expose() as view:
+        assert view == b"492817"
+        with pytest.raises(CellWipedError):
+            otp.reveal()
+        with pytest.raises(CellWipedError):
+            otp.expose()
+    assert otp.wiped
+
+
+def test_derived_views_see_zeros_after_a_burn_not_freed_memory() -> None:
+    otp = CypherCell(b"492817", volatile=True)
+    with otp.expose() as view:
+        kept = view[:]  # a second view of the same export
+    assert kept.tobytes() == bytes(6)
+    kept.release()
+
+
+def test_equality_is_by_value_and_typed() -> None:
+    a, b = CypherCell(SECRET), CypherCell(SECRET)
+    assert a == b
+    assert a == a
+    assert a == SECRET
+    assert a == bytearray(SECRET)
+    assert a == memoryview(SECRET)
+    assert a == SECRET.decode()
+    assert a != CypherCell(b"other")
+    assert a != SECRET + b"5"
+    assert a != SECRET[:-1] + b"5"
+    assert (a == 1234) is False
+    assert a != 1234
+    assert a != None  # noqa: E711
+
+
+def test_comparing_a_wiped_cell_raises() -> None:
+    a = CypherCell(SECRET)
+    a.wipe()
+    with pytest.raises(CellWipedError):
+        _ = a == SECRET
+
+
+def test_unhashable_unpicklable_uncopyable() -> None:
+    cell = CypherCell(SECRET)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(cell)
+    with pytest.raises(TypeError):
+        {cell}  # noqa: B018
+    for dump in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError):
+            dump(cell)
+    with pytest.raises(TypeError):
+        pickle.dumps(cell, protocol=0)
+
+
+def test_final_class_and_weakrefs() -> None:
+    with pytest.raises(TypeError):
+
+        class Sub(CypherCell):  # type: ignore[misc]
+            pass
+
+    cell = CypherCell(SECRET)
+    ref = weakref.ref(cell)
+    assert ref() is cell
+
+
+def test_protection_reports_the_tier_asked_for() -> None:
+    for tier in ("secretmem", "locked", "unlocked"):
+        assert CypherCell(SECRET, protection=tier).protection == tier  # type: ignore[arg-type]
+    assert CypherCell(SECRET).protection in ("secretmem", "locked")
+
+
+def test_ttl_expires_reads() -> None:
+    import time
+
+    cell = CypherCell(SECRET, ttl_sec=0.05)
+    assert cell.ttl_sec == 0.05
+    assert cell.reveal() == SECRET
+    time.sleep(0.1)
+    with pytest.raises(CellExpiredError):
+        cell.reveal()
+    assert cell.wiped
+
+
+def test_errors_never_carry_the_secret() -> None:
+    cell = CypherCell(SECRET, volatile=True)
+    cell.reveal()
+    messages = []
+    for action in (cell.reveal, cell.expose, lambda: cell == SECRET, lambda: cell.reveal_masked(1)):
+        with pytest.raises(CellWipedError) as info:
+            action()
+        messages.append(str(info.value) + repr(info.value))
+    assert all(b"7721" not in m.encode() and "1234" not in m for m in messages)

@@ -1,0 +1,95 @@
+"""Thread safety: burn-after-read races have exactly one winner; concurrent
+reveal, expose, compare, wipe and expiry neither crash nor deadlock."""
+
+from __future__ import annotations
+
+import random
+import threading
+
+from cypher_cell import CellWipedError, CypherCell
+
+
+def test_volatile_race_has_exactly_one_winner() -> None:
+    for _ in range(200):
+        cell = CypherCell(b"one-time", volatile=True)
+        barrier = threading.Barrier(8)
+        wins: list[bytes] = []
+
+        def reader(cell: CypherCell = cell, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                if random.random() < 0.5:  # noqa: S311
+                    wins.append(cell.reveal())
+                else:
+                    with cell.expose() as view:
+                        wins.append(bytes(view))
+            except CellWipedError:
+                pass
+
+        threads = [threading.Thread(target=reader) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+            assert not t.is_alive()
+        assert wins == [b"one-time"]
+
+
+def test_concurrent_reads_wipes_and_expiry_do_not_crash_or_deadlock() -> None:
+    cells = [CypherCell(bytes([i]) * (i + 1), ttl_sec=random.uniform(0.01, 0.4)) for i in range(64)]  # noqa: S311
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer(seed: int) -> None:
+        rng = random.Random(seed)  # noqa: S311
+        try:
+            while not stop.is_set():
+                i = rng.randrange(len(cells))
+                c = cells[i]
+                try:
+                    op = rng.randrange(6)
+                    if op == 0:
+                        assert c.reveal() == bytes([i]) * (i + 1)
+                    elif op == 1:
+                        with c.expose() as view:
+                            assert len(view) == i + 1
+                    elif op == 2:
+                        assert c == cells[(i + 1) % len(cells)] or True
+                    elif op == 3 and rng.random() < 0.05:
+                        c.wipe()
+                    elif op == 4:
+                        cells[i] = CypherCell(bytes([i]) * (i + 1), ttl_sec=rng.uniform(0.01, 0.2))
+                    else:
+                        _ = c.wiped, c.reveal_masked()
+                except CellWipedError:
+                    pass
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    threading.Event().wait(1.5)
+    stop.set()
+    for t in threads:
+        t.join(timeout=20)
+        assert not t.is_alive(), "a thread deadlocked"
+    assert errors == []
+
+
+def test_a_b_and_b_a_comparisons_in_parallel_do_not_deadlock() -> None:
+    a, b = CypherCell(b"same"), CypherCell(b"same")
+    done = threading.Event()
+
+    def compare(x: CypherCell, y: CypherCell) -> None:
+        for _ in range(20_000):
+            assert x == y
+
+    t1 = threading.Thread(target=compare, args=(a, b))
+    t2 = threading.Thread(target=compare, args=(b, a))
+    t1.start()
+    t2.start()
+    t1.join(timeout=30)
+    t2.join(timeout=30)
+    done.set()
+    assert not t1.is_alive() and not t2.is_alive()
