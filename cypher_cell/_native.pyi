@@ -1,12 +1,14 @@
 """Type stubs for the Rust core (native/bindings.rs, native/memory/export.rs)."""
 
-from collections.abc import Buffer
 from types import TracebackType
-from typing import Literal, final
+from typing import Literal, NoReturn, final
 
+from typing_extensions import Buffer
+
+__all__ = ["CypherCell", "Exposure", "__version__", "_pool_stats", "_probe", "_wipe_all"]
 __version__: str
 
-Protection = Literal["auto", "secretmem", "locked", "unlocked"]
+_Protection = Literal["auto", "secretmem", "locked", "unlocked"]
 
 @final
 class CypherCell:
@@ -17,7 +19,7 @@ class CypherCell:
         volatile: bool = False,
         ttl_sec: float | None = None,
         wipe_source: bool = False,
-        protection: Protection = "auto",
+        protection: _Protection = "auto",
     ) -> CypherCell: ...
     def reveal(self) -> bytes: ...
     def reveal_masked(self, suffix_len: int = 4) -> str: ...
@@ -43,9 +45,9 @@ class CypherCell:
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
     __hash__: None  # type: ignore[assignment]
-    def __reduce__(self) -> None: ...
-    def __copy__(self) -> None: ...
-    def __deepcopy__(self, memo: object, /) -> None: ...
+    def __reduce__(self) -> NoReturn: ...
+    def __copy__(self) -> NoReturn: ...
+    def __deepcopy__(self, memo: object, /) -> NoReturn: ...
 
 @final
 class Exposure:

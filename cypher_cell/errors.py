@@ -7,15 +7,15 @@ carries a secret's value. The native core raises these same classes.
 from __future__ import annotations
 
 __all__ = [
-    "CypherCellError",
-    "CellWipedError",
     "CellExpiredError",
+    "CellWipedError",
+    "CypherCellError",
+    "DotenvSyntaxError",
     "MemoryLockError",
     "MemoryLockWarning",
+    "MissingSecretsError",
     "ProviderError",
     "ProviderUnavailableError",
-    "MissingSecretsError",
-    "DotenvSyntaxError",
 ]
 
 

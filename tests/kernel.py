@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 class _PyBuffer(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012 - ctypes wants a class attribute
+    _fields_ = [
         ("buf", ctypes.c_void_p),
         ("obj", ctypes.c_void_p),
         ("len", ctypes.c_ssize_t),
@@ -201,7 +201,7 @@ def read_secret(path, times=1):
 
 def start_child(code: str, *args: str, env: dict[str, str] | None = None, **popen: object) -> Child:
     script = CHILD_PRELUDE + textwrap.dedent(code)
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [sys.executable, "-c", script, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

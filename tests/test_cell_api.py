@@ -75,7 +75,9 @@ def test_sizes_across_slot_classes_and_large_regions(size: int) -> None:
         ({"data": "text", "wipe_source": True}, TypeError, "writable"),
     ],
 )
-def test_bad_arguments_fail_clearly_before_allocating(kwargs: dict[str, object], exc: type, words: str) -> None:
+def test_bad_arguments_fail_clearly_before_allocating(
+    kwargs: dict[str, object], exc: type, words: str
+) -> None:
     from cypher_cell._native import _pool_stats
 
     before = _pool_stats()["live_cells"]
@@ -108,7 +110,9 @@ def test_source_is_left_alone_by_default() -> None:
     assert source == SECRET
 
 
-@pytest.mark.parametrize("text", [str, repr, lambda c: f"{c}", lambda c: f"{c!r}", lambda c: f"{c:>20}", format])
+@pytest.mark.parametrize(
+    "text", [str, repr, lambda c: f"{c}", lambda c: f"{c!r}", lambda c: f"{c:>20}", format]
+)
 def test_display_is_redacted_without_bytes_or_length(text: object) -> None:
     shown = text(CypherCell(SECRET))  # type: ignore[operator]
     assert "[REDACTED]" in shown
@@ -223,7 +227,7 @@ def test_derived_views_see_zeros_after_a_burn_not_freed_memory() -> None:
 def test_equality_is_by_value_and_typed() -> None:
     a, b = CypherCell(SECRET), CypherCell(SECRET)
     assert a == b
-    assert a == a
+    assert a == a  # noqa: PLR0124 - a cell equals itself
     assert a == SECRET
     assert a == bytearray(SECRET)
     assert a == memoryview(SECRET)

@@ -15,10 +15,12 @@ def test_volatile_race_has_exactly_one_winner() -> None:
         barrier = threading.Barrier(8)
         wins: list[bytes] = []
 
-        def reader(cell: CypherCell = cell, barrier: threading.Barrier = barrier) -> None:
+        def reader(
+            cell: CypherCell = cell, barrier: threading.Barrier = barrier, wins: list[bytes] = wins
+        ) -> None:
             barrier.wait()
             try:
-                if random.random() < 0.5:  # noqa: S311
+                if random.random() < 0.5:
                     wins.append(cell.reveal())
                 else:
                     with cell.expose() as view:
@@ -36,12 +38,12 @@ def test_volatile_race_has_exactly_one_winner() -> None:
 
 
 def test_concurrent_reads_wipes_and_expiry_do_not_crash_or_deadlock() -> None:
-    cells = [CypherCell(bytes([i]) * (i + 1), ttl_sec=random.uniform(0.01, 0.4)) for i in range(64)]  # noqa: S311
+    cells = [CypherCell(bytes([i]) * (i + 1), ttl_sec=random.uniform(0.01, 0.4)) for i in range(64)]
     errors: list[BaseException] = []
     stop = threading.Event()
 
     def hammer(seed: int) -> None:
-        rng = random.Random(seed)  # noqa: S311
+        rng = random.Random(seed)
         try:
             while not stop.is_set():
                 i = rng.randrange(len(cells))
