@@ -135,6 +135,48 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
+/// A cell's policy, checked before anything is allocated. Providers in
+/// Rust (the .env parser, the terminal reader, ...) create their cells
+/// through this too, so every cell gets the same checks and warnings.
+pub(crate) struct CellOptions {
+    requested: Requested,
+    volatile: bool,
+    deadline: Option<(Instant, f64)>,
+}
+
+impl CellOptions {
+    pub(crate) fn parse(volatile: bool, ttl_sec: Option<&Bound<'_, PyAny>>, protection: &str) -> PyResult<Self> {
+        Ok(CellOptions {
+            requested: requested(protection)?,
+            volatile,
+            deadline: deadline(ttl_sec)?,
+        })
+    }
+
+    /// Allocates `len` bytes and lets `fill` write the secret straight into
+    /// the guarded memory; on error nothing is kept (the bytes are zeroed).
+    pub(crate) fn create<E: Into<PyErr>>(
+        self,
+        py: Python<'_>,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> PyResult<CypherCell> {
+        let created = Cell::create(len, self.requested, self.volatile, self.deadline.map(|d| d.0), fill)
+            .map_err(|e| match e {
+                CreateError::Alloc(a) => Error::Lock(a),
+                CreateError::Fill(p) => Error::Python(p.into()),
+                CreateError::Reaper(io) => Error::Reaper(io),
+            })?;
+        if let Some(cause) = created.degraded {
+            warn_degraded(py, &cause)?;
+        }
+        Ok(CypherCell {
+            cell: created.cell,
+            ttl_sec: self.deadline.map(|d| d.1),
+        })
+    }
+}
+
 /// A secret held in locked, zeroizing memory. Printing it shows `[REDACTED]`.
 #[pyclass(frozen, weakref, module = "cypher_cell", name = "CypherCell")]
 pub struct CypherCell {
@@ -214,8 +256,11 @@ impl CypherCell {
         wipe_source: bool,
         protection: &str,
     ) -> PyResult<Self> {
-        let requested = requested(protection)?;
-        let deadline = deadline(ttl_sec)?;
+        let CellOptions {
+            requested,
+            volatile,
+            deadline,
+        } = CellOptions::parse(volatile, ttl_sec, protection)?;
         let source = source(data)?;
         if wipe_source {
             match &source {
@@ -230,27 +275,19 @@ impl CypherCell {
             }
         }
         let len = source.len()?;
-        let created = Cell::create(len, requested, volatile, deadline.map(|d| d.0), |dest| {
-            source.copy_into(py, dest)
-        })
-        .map_err(|e| match e {
-            CreateError::Alloc(a) => Error::Lock(a),
-            CreateError::Fill(p) => Error::Python(p),
-            CreateError::Reaper(io) => Error::Reaper(io),
-        })?;
+        let cell = CellOptions {
+            requested,
+            volatile,
+            deadline,
+        }
+        .create(py, len, |dest| source.copy_into(py, dest))?;
         if wipe_source {
             if let Source::Buffer(b) = &source {
                 let zeros = vec![0u8; len];
                 b.copy_from_slice(py, &zeros)?;
             }
         }
-        if let Some(cause) = created.degraded {
-            warn_degraded(py, &cause)?;
-        }
-        Ok(CypherCell {
-            cell: created.cell,
-            ttl_sec: deadline.map(|d| d.1),
-        })
+        Ok(cell)
     }
 
     /// The secret as `bytes`. A copy Python cannot wipe: prefer `expose()`.
@@ -448,6 +485,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Native pieces of the providers register their own functions and classes.
     Ok(())
 }
 

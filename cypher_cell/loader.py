@@ -1,0 +1,82 @@
+"""`load_secrets()`: every secret an application needs, pulled from its
+sources into cells, all or nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from cypher_cell.errors import MissingSecretsError, ProviderError
+from cypher_cell.policy import Policy, PolicyMap
+from cypher_cell.providers.base import Loaded, Provider
+from cypher_cell.store import SecretStore
+
+
+def load_secrets(
+    *sources: Provider,
+    keys: Iterable[str] | None = None,
+    required: Iterable[str] = (),
+    policy: Mapping[str, Policy] | None = None,
+    default_policy: Policy | None = None,
+) -> SecretStore:
+    """Loads secrets from `sources`, consulted in order: the first source
+    that has a key wins.
+
+    `keys` limits what is loaded (default: every key the enumerable sources
+    offer, plus `required`). `policy` maps key names or ``fnmatch`` patterns
+    to a `Policy`. If a required key is missing or a source fails, every cell
+    already filled is wiped and the error is raised: one
+    `MissingSecretsError` naming all missing keys, or the source's error.
+    """
+    for source in sources:
+        if not isinstance(source, Provider):
+            raise TypeError(
+                f"load_secrets() takes providers such as EnvFile(...) or Environ(...), "
+                f"not {type(source).__name__}"
+            )
+    required = _names("required", required)
+    policy_for = PolicyMap(policy, default_policy)
+    offered = [source.offered_keys() for source in sources]
+    if keys is not None:
+        wanted = _unique([*_names("keys", keys), *required])
+    else:
+        listed = (k for offer in offered if offer is not None for k in offer)
+        wanted = _unique([*listed, *required])
+
+    found: dict[str, Loaded] = {}
+    try:
+        for source, offer in zip(sources, offered, strict=True):
+            ask = [k for k in wanted if k not in found and (offer is None or k in offer)]
+            if source.asks_only_required:
+                ask = [k for k in ask if k in required]
+            if not ask:
+                continue
+            got = source.load(ask, policy_for)
+            unexpected = [k for k in got if k not in ask]
+            found.update((k, v) for k, v in got.items() if k in ask)
+            if unexpected:
+                for k in unexpected:
+                    got[k].cell.wipe()
+                raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {unexpected}")
+        missing = [k for k in required if k not in found]
+        if missing:
+            raise MissingSecretsError(missing)
+    except BaseException:
+        for entry in found.values():
+            entry.cell.wipe()
+        raise
+    ordered = {k: found[k] for k in wanted if k in found}
+    return SecretStore(ordered, {k: policy_for(k) for k in ordered})
+
+
+def _names(what: str, names: Iterable[str]) -> list[str]:
+    if isinstance(names, str | bytes):
+        raise TypeError(f"{what} must be a list of key names, not a single {type(names).__name__}")
+    out = list(names)
+    for name in out:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{what} must contain non-empty key names (str), got {name!r}")
+    return out
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))

@@ -1,0 +1,65 @@
+"""The provider contract: two methods, as small as keyring's backend.
+
+A provider names the keys it can offer (`offered_keys`) and fills cells for
+the keys it is asked for (`load`). It never returns a value as a Python
+object: values go from the source into cells, ideally read by Rust straight
+into locked memory. Errors name the key, the provider and the place, never
+a value.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from cypher_cell._native import CypherCell
+from cypher_cell.policy import Policy
+
+#: Gives the policy for a key; providers pass it on when creating each cell.
+PolicyFor = Callable[[str], Policy]
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A filled cell and where its value came from (no value in it)."""
+
+    cell: CypherCell
+    origin: str
+
+    def __repr__(self) -> str:
+        return f"Loaded(cell=[REDACTED], origin={self.origin!r})"
+
+
+class Provider(abc.ABC):
+    """A source of secrets for `load_secrets()`."""
+
+    #: Short name used in origins and errors: "env-file", "environ", ...
+    kind: ClassVar[str]
+
+    @property
+    def asks_only_required(self) -> bool:
+        """True for a source that should be asked only for *required* keys
+        (`Prompt()` without keys: it asks a person)."""
+        return False
+
+    @abc.abstractmethod
+    def offered_keys(self) -> Collection[str] | None:
+        """The keys this source can list without reading their values, or
+        None when it cannot enumerate (it is then asked for the keys that
+        `load_secrets` wants and still lacks)."""
+
+    @abc.abstractmethod
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        """Cells for those of `keys` this source has; absent keys are simply
+        left out. Each cell is created with ``policy(key)``. Raises
+        `ProviderError` (naming provider, key and place) when the source
+        exists but cannot be read, after wiping any cell it already made."""
+
+    def describe(self) -> str:
+        """A one-line name for messages, such as ``env-file .env``."""
+        return self.kind
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"

@@ -1,0 +1,77 @@
+"""`SecretStore`: the read-only mapping of key → CypherCell that
+`load_secrets()` returns. It knows where each value came from and wipes
+every cell on `close()` or at the end of a `with` block."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+
+from cypher_cell._native import CypherCell
+from cypher_cell.policy import Policy
+from cypher_cell.providers.base import Loaded
+
+
+class SecretStore(Mapping[str, CypherCell]):
+    """Read-only ``Mapping[str, CypherCell]``; ``repr`` shows keys and sources only."""
+
+    __slots__ = ("_closed", "_entries", "_policies")
+
+    def __init__(self, entries: Mapping[str, Loaded], policies: Mapping[str, Policy] | None = None) -> None:
+        self._entries = dict(entries)
+        self._policies = dict(policies or {})
+        self._closed = False
+
+    def __getitem__(self, key: str) -> CypherCell:
+        return self._entries[key].cell
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def source(self, key: str) -> str:
+        """Where the key's value came from, e.g. ``"env-file .env:3"``."""
+        return self._entries[key].origin
+
+    def policy(self, key: str) -> Policy:
+        """The policy the key's cell was created with."""
+        if key not in self._entries:
+            raise KeyError(key)
+        return self._policies.get(key, Policy())
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Wipes every cell. Calling it again does nothing."""
+        for entry in self._entries.values():
+            entry.cell.wipe()
+        self._closed = True
+
+    def __enter__(self) -> SecretStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k!r}: {e.origin!r}" for k, e in self._entries.items())
+        state = " closed" if self._closed else ""
+        return f"<SecretStore{state} {{{inner}}}>"
+
+    def __reduce__(self) -> object:
+        raise TypeError("SecretStore cannot be pickled: its secrets never leave locked memory")
+
+    def __copy__(self) -> SecretStore:
+        raise TypeError("SecretStore cannot be copied")
+
+    def __deepcopy__(self, memo: object) -> SecretStore:
+        raise TypeError("SecretStore cannot be copied")
