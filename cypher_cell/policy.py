@@ -26,9 +26,13 @@ class Policy:
         ttl = self.ttl_sec
         if ttl is not None:
             if isinstance(ttl, bool) or not isinstance(ttl, int | float):
-                raise TypeError(f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl).__name__}")
+                raise TypeError(
+                    f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl).__name__}"
+                )
             if not math.isfinite(ttl) or ttl <= 0:
-                raise ValueError(f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl}")
+                raise ValueError(
+                    f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl}"
+                )
         if not isinstance(self.volatile, bool):
             raise TypeError(f"Policy.volatile must be True or False, not {type(self.volatile).__name__}")
         if self.protection not in _TIERS:

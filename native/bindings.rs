@@ -145,7 +145,11 @@ pub(crate) struct CellOptions {
 }
 
 impl CellOptions {
-    pub(crate) fn parse(volatile: bool, ttl_sec: Option<&Bound<'_, PyAny>>, protection: &str) -> PyResult<Self> {
+    pub(crate) fn parse(
+        volatile: bool,
+        ttl_sec: Option<&Bound<'_, PyAny>>,
+        protection: &str,
+    ) -> PyResult<Self> {
         Ok(CellOptions {
             requested: requested(protection)?,
             volatile,
@@ -161,12 +165,18 @@ impl CellOptions {
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> PyResult<CypherCell> {
-        let created = Cell::create(len, self.requested, self.volatile, self.deadline.map(|d| d.0), fill)
-            .map_err(|e| match e {
-                CreateError::Alloc(a) => Error::Lock(a),
-                CreateError::Fill(p) => Error::Python(p.into()),
-                CreateError::Reaper(io) => Error::Reaper(io),
-            })?;
+        let created = Cell::create(
+            len,
+            self.requested,
+            self.volatile,
+            self.deadline.map(|d| d.0),
+            fill,
+        )
+        .map_err(|e| match e {
+            CreateError::Alloc(a) => Error::Lock(a),
+            CreateError::Fill(p) => Error::Python(p.into()),
+            CreateError::Reaper(io) => Error::Reaper(io),
+        })?;
         if let Some(cause) = created.degraded {
             warn_degraded(py, &cause)?;
         }
@@ -459,13 +469,14 @@ fn _pool_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     for tier in Tier::ALL {
-        let (ok, errno) = match memory::probe(tier) {
-            Ok(()) => (true, None),
-            Err(e) => (false, Some(e.errno)),
+        let (ok, errno, call) = match memory::probe(tier) {
+            Ok(()) => (true, None, None),
+            Err(e) => (false, Some(e.errno), Some(e.call)),
         };
         let t = PyDict::new(py);
         t.set_item("available", ok)?;
         t.set_item("errno", errno)?;
+        t.set_item("call", call)?;
         d.set_item(tier.name(), t)?;
     }
     let limit = |l: sys::SysResult<sys::Limit>| l.ok();

@@ -26,6 +26,7 @@ def test_example_runs_as_written(index: int) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
