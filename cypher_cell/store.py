@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from types import TracebackType
+from typing import NoReturn
 
 from cypher_cell._native import CypherCell
 from cypher_cell.policy import Policy
@@ -67,11 +68,11 @@ class SecretStore(Mapping[str, CypherCell]):
         state = " closed" if self._closed else ""
         return f"<SecretStore{state} {{{inner}}}>"
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("SecretStore cannot be pickled: its secrets never leave locked memory")
 
-    def __copy__(self) -> SecretStore:
+    def __copy__(self) -> NoReturn:
         raise TypeError("SecretStore cannot be copied")
 
-    def __deepcopy__(self, memo: object) -> SecretStore:
+    def __deepcopy__(self, memo: object) -> NoReturn:
         raise TypeError("SecretStore cannot be copied")
