@@ -15,18 +15,32 @@ from cypher_cell.errors import (
     CellExpiredError,
     CellWipedError,
     CypherCellError,
+    DotenvSyntaxError,
     MemoryLockError,
     MemoryLockWarning,
+    MissingSecretsError,
+    ProviderError,
+    ProviderUnavailableError,
 )
+from cypher_cell.loader import load_secrets
+from cypher_cell.policy import Policy
+from cypher_cell.store import SecretStore
 
 __all__ = [
     "CellExpiredError",
     "CellWipedError",
     "CypherCell",
     "CypherCellError",
+    "DotenvSyntaxError",
     "MemoryLockError",
     "MemoryLockWarning",
+    "MissingSecretsError",
+    "Policy",
+    "ProviderError",
+    "ProviderUnavailableError",
+    "SecretStore",
     "__version__",
+    "load_secrets",
 ]
 
 # Interpreter exit is one of the exit paths: wipe every cell still alive.

@@ -5,7 +5,16 @@ from typing import Literal, NoReturn, final
 
 from typing_extensions import Buffer
 
-__all__ = ["CypherCell", "Exposure", "__version__", "_pool_stats", "_probe", "_wipe_all"]
+__all__ = [
+    "CypherCell",
+    "Exposure",
+    "__version__",
+    "_pool_stats",
+    "_probe",
+    "_wipe_all",
+    "read_file_cell",
+    "scrub_environ",
+]
 __version__: str
 
 _Protection = Literal["auto", "secretmem", "locked", "unlocked"]
@@ -65,3 +74,15 @@ class Exposure:
 def _wipe_all() -> int: ...
 def _pool_stats() -> dict[str, int]: ...
 def _probe() -> dict[str, object]: ...
+
+# native/sources.rs: the native halves of Environ and SecretsDir.
+def scrub_environ(name: str, stored: bytes | None = None) -> dict[str, int | bool]: ...
+def read_file_cell(
+    path: str,
+    *,
+    max_size: int,
+    strip_newline: bool = True,
+    volatile: bool = False,
+    ttl_sec: float | None = None,
+    protection: _Protection = "auto",
+) -> CypherCell: ...

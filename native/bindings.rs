@@ -206,6 +206,11 @@ impl ExposureOwner for Owner {
 }
 
 impl CypherCell {
+    /// Wipes from Rust (a provider that must discard a cell it made).
+    pub(crate) fn wipe_now(&self) {
+        self.cell.wipe();
+    }
+
     fn compare(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
         if let Ok(other) = other.cast::<CypherCell>() {
             let other = &other.get().cell;
@@ -497,6 +502,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Native pieces of the providers register their own functions and classes.
+    crate::sources::register(m)?;
     Ok(())
 }
 

@@ -16,6 +16,8 @@ pub enum Error {
     Type(String),
     Value(String),
     Reaper(std::io::Error),
+    /// A source failed; becomes `cypher_cell.errors.ProviderError`.
+    Provider(String),
     Python(PyErr),
 }
 
@@ -69,6 +71,11 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             let exc =
                 errors_class(py, "MemoryLockError")?.call((lock_message(&e),), Some(&kwargs))?;
             return Ok(PyErr::from_value(exc));
+        }
+        Error::Provider(m) => {
+            return Ok(PyErr::from_value(
+                errors_class(py, "ProviderError")?.call1((m,))?,
+            ));
         }
         Error::Refused(Refused::Wiped) => ("CellWipedError", "the cell has been wiped"),
         Error::Refused(Refused::Burned) => (

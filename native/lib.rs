@@ -9,3 +9,4 @@ mod errors;
 #[allow(unsafe_code)]
 pub mod memory;
 pub mod reaper;
+mod sources;

@@ -4,5 +4,7 @@ are imported only when a provider that needs them is used."""
 from __future__ import annotations
 
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.environ import Environ
+from cypher_cell.providers.secretsdir import SecretsDir
 
-__all__ = ["Loaded", "PolicyFor", "Provider"]
+__all__ = ["Environ", "Loaded", "PolicyFor", "Provider", "SecretsDir"]

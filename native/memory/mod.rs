@@ -6,6 +6,7 @@
 //! - [`secret`]: `SecretBuf`, one secret's bytes, zeroized on every exit.
 //! - [`export`]: the read-only buffer export behind `expose()`.
 //! - [`per_process`]: globals that a forked child re-creates.
+//! - [`pybytes`]: zeroing a Python `bytes` object in place (environ scrub).
 //!
 //! Where the guarantees stop: the engine keeps bytes out of swap, dumps and
 //! children and zeroes them when freed. It cannot zero copies the
@@ -15,6 +16,7 @@
 pub mod export;
 mod per_process;
 mod pool;
+pub mod pybytes;
 mod region;
 mod secret;
 pub mod sys;

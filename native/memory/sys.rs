@@ -320,3 +320,54 @@ pub fn install_fork_hook() -> SysResult<()> {
     }
     Ok(())
 }
+
+extern "C" {
+    /// The C library's environment: what `getenv` reads and `/proc/self/environ`
+    /// shows for variables inherited at exec (those strings live in the
+    /// initial environment block on the stack).
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Overwrites with zeros, in place, the value of every `name=value` entry of
+/// the C environment; returns how many entries were found. The entries stay
+/// (as `name=`), so `unsetenv` can still find and remove them.
+///
+/// Not synchronised with `setenv` from other threads, like `getenv` itself:
+/// call it where the environment is not being changed concurrently.
+pub fn zero_environ_value(name: &[u8]) -> usize {
+    if name.is_empty() || name.contains(&b'=') {
+        return 0;
+    }
+    let mut found = 0;
+    // SAFETY: `environ` is the libc-maintained, NULL-terminated array of
+    // NUL-terminated strings; we read the pointer once and walk it without
+    // holding references across iterations.
+    let mut entry = unsafe { std::ptr::addr_of!(environ).read() };
+    if entry.is_null() {
+        return 0;
+    }
+    loop {
+        // SAFETY: `entry` points into the NULL-terminated array (see above).
+        let s = unsafe { *entry };
+        if s.is_null() {
+            break;
+        }
+        // SAFETY: each entry is a NUL-terminated C string owned by libc (the
+        // initial block or a setenv allocation), writable by this process.
+        let bytes = unsafe { std::ffi::CStr::from_ptr(s) }.to_bytes();
+        if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
+            let value_len = bytes.len() - name.len() - 1;
+            // SAFETY: the value lies inside this C string; zeroing it keeps the
+            // string NUL-terminated (shorter) and no Rust reference to it lives
+            // past `bytes`, which is not used again.
+            if let Some(value) = NonNull::new(unsafe { s.add(name.len() + 1) }.cast::<u8>()) {
+                // SAFETY: as above: `value_len` writable bytes at `value`.
+                unsafe { zero(value, value_len) };
+            }
+            found += 1;
+        }
+        // SAFETY: not yet at the terminating NULL, so the next slot exists.
+        entry = unsafe { entry.add(1) };
+    }
+    found
+}

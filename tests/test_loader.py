@@ -1,0 +1,179 @@
+"""load_secrets(), SecretStore and Policy: order, all-or-nothing, policies,
+and what the store shows (keys and sources, never values)."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Collection, Mapping, Sequence
+
+import pytest
+
+from cypher_cell import (
+    CypherCell,
+    MissingSecretsError,
+    Policy,
+    ProviderError,
+    SecretStore,
+    load_secrets,
+)
+from cypher_cell.policy import PolicyMap
+from cypher_cell.providers import Loaded, PolicyFor, Provider
+
+
+class Fake(Provider):
+    """A provider over a dict, recording what it was asked."""
+
+    kind = "fake"
+
+    def __init__(self, name: str, values: Mapping[str, bytes], *, enumerable: bool = True) -> None:
+        self.name = name
+        self.values = dict(values)
+        self.enumerable = enumerable
+        self.asked: list[list[str]] = []
+        self.made: list[CypherCell] = []
+
+    def describe(self) -> str:
+        return f"fake {self.name}"
+
+    def offered_keys(self) -> Collection[str] | None:
+        return list(self.values) if self.enumerable else None
+
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        self.asked.append(list(keys))
+        out = {}
+        for k in keys:
+            if k in self.values:
+                p = policy(k)
+                cell = CypherCell(self.values[k], volatile=p.volatile, ttl_sec=p.ttl_sec)
+                self.made.append(cell)
+                out[k] = Loaded(cell, f"fake {self.name}:{k}")
+        return out
+
+
+class Failing(Fake):
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        raise ProviderError(f"fake {self.name}: backend down while loading {keys[0]}")
+
+
+def test_first_source_that_has_a_key_wins_in_the_order_given() -> None:
+    a = Fake("a", {"X": b"from-a"})
+    b = Fake("b", {"X": b"from-b", "Y": b"from-b"})
+    store = load_secrets(a, b)
+    assert store["X"] == b"from-a"
+    assert store["Y"] == b"from-b"
+    assert store.source("X") == "fake a:X"
+    assert b.asked == [["Y"]], "a key already found is not asked again"
+
+
+def test_keys_limit_what_is_loaded_and_required_are_added() -> None:
+    src = Fake("a", {"A": b"1", "B": b"2", "C": b"3"})
+    store = load_secrets(src, keys=["A"], required=["C"])
+    assert list(store) == ["A", "C"]
+
+
+def test_non_enumerable_sources_are_asked_for_what_is_still_missing() -> None:
+    listed = Fake("listed", {"A": b"1"})
+    asked = Fake("asked", {"B": b"2", "Z": b"never asked"}, enumerable=False)
+    store = load_secrets(listed, asked, required=["B"])
+    assert asked.asked == [["B"]]
+    assert sorted(store) == ["A", "B"]
+
+
+def test_missing_required_keys_are_all_named_and_everything_is_wiped() -> None:
+    src = Fake("a", {"A": b"secret-a"})
+    with pytest.raises(MissingSecretsError) as info:
+        load_secrets(src, required=["A", "B", "C"])
+    assert info.value.keys == ("B", "C")
+    assert "B" in str(info.value) and "C" in str(info.value)
+    assert isinstance(info.value, KeyError)
+    assert all(c.wiped for c in src.made), "cells filled before the failure are wiped"
+
+
+def test_a_failing_source_wipes_what_was_loaded_and_propagates() -> None:
+    good = Fake("good", {"A": b"secret-a"})
+    bad = Failing("bad", {"B": b"x"})
+    with pytest.raises(ProviderError, match="fake bad: backend down while loading B"):
+        load_secrets(good, bad)
+    assert good.made and all(c.wiped for c in good.made)
+
+
+def test_a_source_returning_unasked_keys_is_an_error() -> None:
+    class Sloppy(Fake):
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+            return {"EXTRA": Loaded(CypherCell(b"x"), "sloppy")}
+
+    with pytest.raises(ProviderError, match="not asked for"):
+        load_secrets(Sloppy("s", {"A": b"1"}))
+
+
+def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:
+    pm = PolicyMap(
+        {"DB_TOKEN": Policy(volatile=True), "*_TOKEN": Policy(ttl_sec=60), "DB_*": Policy(ttl_sec=5)},
+        default=Policy(ttl_sec=900),
+    )
+    assert pm("DB_TOKEN") == Policy(volatile=True)
+    assert pm("API_TOKEN") == Policy(ttl_sec=60)
+    assert pm("DB_USER") == Policy(ttl_sec=5)
+    assert pm("OTHER") == Policy(ttl_sec=900)
+    assert PolicyMap()("X") == Policy()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"ttl_sec": 0}, ValueError),
+        ({"ttl_sec": -1}, ValueError),
+        ({"ttl_sec": float("nan")}, ValueError),
+        ({"ttl_sec": "5"}, TypeError),
+        ({"ttl_sec": True}, TypeError),
+        ({"volatile": 1}, TypeError),
+        ({"protection": "vault"}, ValueError),
+    ],
+)
+def test_bad_policies_fail_early(kwargs: dict[str, object], exc: type) -> None:
+    with pytest.raises(exc):
+        Policy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_bad_arguments_to_load_secrets() -> None:
+    with pytest.raises(TypeError, match="providers"):
+        load_secrets({"A": "b"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="list of key names"):
+        load_secrets(Fake("a", {}), required="A")
+    with pytest.raises(TypeError, match="Policy"):
+        load_secrets(Fake("a", {}), policy={"A": {"ttl_sec": 5}})  # type: ignore[dict-item]
+
+
+def test_store_is_a_read_only_mapping_that_shows_sources_only() -> None:
+    store = load_secrets(Fake("a", {"DB_PASSWORD": b"hunter2-xyz", "API": b"k-123456"}))
+    assert isinstance(store, Mapping)
+    assert len(store) == 2 and "API" in store
+    text = repr(store) + str(store)
+    assert "DB_PASSWORD" in text and "fake a:DB_PASSWORD" in text
+    assert "hunter2" not in text and "k-123456" not in text
+    with pytest.raises(TypeError):
+        store["X"] = CypherCell(b"x")  # type: ignore[index]
+    with pytest.raises(KeyError):
+        store.source("NOPE")
+    for dump in (pickle.dumps, copy.copy, copy.deepcopy):
+        with pytest.raises(TypeError):
+            dump(store)
+
+
+def test_close_and_with_wipe_every_cell_and_closing_twice_is_harmless() -> None:
+    store = load_secrets(Fake("a", {"A": b"1111", "B": b"2222"}))
+    cells = list(store.values())
+    store.close()
+    store.close()
+    assert store.closed and all(c.wiped for c in cells)
+    assert "closed" in repr(store)
+    with load_secrets(Fake("a", {"A": b"1111"})) as s2:
+        cell = s2["A"]
+        assert not cell.wiped
+    assert cell.wiped
+
+
+def test_empty_store() -> None:
+    store = load_secrets()
+    assert isinstance(store, SecretStore) and len(store) == 0
