@@ -4,9 +4,11 @@
 PYTHON ?= python3
 PIP := $(PYTHON) -m pip --disable-pip-version-check --root-user-action=ignore
 APT_PACKAGES_BENCH := libsodium23
+# A real Secret Service for the keyring tests (started by the tests' fixture).
+APT_PACKAGES_TEST := dbus gnome-keyring
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run doctor test lint test-rust test-python bench
+.PHONY: help setup test-deps run doctor test lint test-rust test-python bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -14,12 +16,18 @@ help: ## List the targets
 setup: ## Build the Rust core and install the package (editable) with test and lint tools
 	$(PIP) install --quiet --editable '.[test,lint]'
 
-run: setup ## The main job: report what this machine gives secrets (cypher-cell doctor)
+run: setup ## The main job: load examples/ (.env, secrets dir, environment) into a store and show it, redacted
+	$(PYTHON) examples/demo.py
+
+doctor: setup ## Report what this machine gives secrets (memfd_secret, mlock limits, dumps, swap, ptrace)
 	cypher-cell doctor
 
-doctor: run ## Same as `make run`
+test-deps: ## Debian packages the tests need (dbus, gnome-keyring), installed when missing
+	@command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $(APT_PACKAGES_TEST); }
 
-test: setup lint test-rust test-python ## Set up, then every check: lints, Rust unit tests, pytest
+test: test-deps setup lint test-rust test-python ## Set up, then every check: lints, Rust unit tests, pytest
 
 lint: ## cargo fmt, clippy -D warnings, ruff, mypy --strict, stubtest
 	cargo fmt --check

@@ -7,11 +7,13 @@ from typing_extensions import Buffer
 
 __all__ = [
     "CypherCell",
+    "DotenvFile",
     "Exposure",
     "__version__",
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "prompt_cell",
     "read_file_cell",
     "scrub_environ",
 ]
@@ -75,6 +77,17 @@ def _wipe_all() -> int: ...
 def _pool_stats() -> dict[str, int]: ...
 def _probe() -> dict[str, object]: ...
 
+# native/prompt.rs: the native half of Prompt (the answer is read into locked memory).
+def prompt_cell(
+    prompt: str,
+    *,
+    volatile: bool = False,
+    ttl_sec: float | None = None,
+    protection: _Protection = "auto",
+    max_len: int = 4096,
+    tty_path: str = "/dev/tty",
+) -> CypherCell: ...
+
 # native/sources.rs: the native halves of Environ and SecretsDir.
 def scrub_environ(name: str, stored: bytes | None = None) -> dict[str, int | bool]: ...
 def read_file_cell(
@@ -86,3 +99,53 @@ def read_file_cell(
     ttl_sec: float | None = None,
     protection: _Protection = "auto",
 ) -> CypherCell: ...
+
+# native/dotenv_py.rs: the native half of EnvFile (the file is read and parsed in locked memory).
+@final
+class DotenvFile:
+    def __new__(
+        cls,
+        path: str,
+        *,
+        encoding: str = "utf-8",
+        interpolate: bool = True,
+        max_size: int = 67108864,
+    ) -> DotenvFile: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def mode(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def keys(self) -> list[str]: ...
+    def entries(self) -> list[tuple[str, int, bool]]: ...
+    def line(self, key: str) -> int: ...
+    def has_value(self, key: str) -> bool: ...
+    def cell(
+        self,
+        key: str,
+        *,
+        volatile: bool = False,
+        ttl_sec: float | None = None,
+        protection: _Protection = "auto",
+    ) -> CypherCell: ...
+    def cells(
+        self,
+        keys: list[str],
+        *,
+        volatile: bool = False,
+        ttl_sec: float | None = None,
+        protection: _Protection = "auto",
+    ) -> list[CypherCell]: ...
+    def problems(self) -> list[tuple[int, str]]: ...
+    def duplicates(self) -> list[tuple[str, list[int]]]: ...
+    def undefined_references(self) -> list[tuple[str, int, str]]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> DotenvFile: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> bool: ...

@@ -8,10 +8,17 @@ subcommand (`check FILE`, `show`) is one more `_add_*` line in `build_parser`.
 from __future__ import annotations
 
 import argparse
+import json
+import stat
 import sys
 from collections.abc import Callable, Sequence
 
 from cypher_cell import __version__, doctor
+from cypher_cell._native import DotenvFile
+from cypher_cell.errors import CypherCellError
+from cypher_cell.loader import load_secrets
+from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir
+from cypher_cell.store import SecretStore
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -34,6 +41,129 @@ def _add_doctor(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     parser.set_defaults(run=_run_doctor)
 
 
+def check_env_file(path: str) -> tuple[list[dict[str, object]], list[str]]:
+    """The keys a .env file defines (name, line, whether it has a value) and
+    its problems, each as ``file:line: what``. Never reads a value out."""
+    with DotenvFile(path) as env:
+        names = env.keys()
+        keys: list[dict[str, object]] = [
+            {"key": k, "line": env.line(k), "has_value": env.has_value(k)} for k in names
+        ]
+        problems = [f"{path}:{line}: {what}" for line, what in env.problems()]
+        for key, lines in env.duplicates():
+            earlier = ", ".join(str(n) for n in lines[:-1])
+            problems.append(
+                f"{path}:{lines[-1]}: {key} is defined again (also line {earlier}); the last wins"
+            )
+        for key, line, ref in env.undefined_references():
+            problems.append(
+                f"{path}:{line}: {key} refers to ${{{ref}}}, defined neither in the file nor the environment"
+            )
+        mode = env.mode
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        problems.append(f"{path}: readable by group or others (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+    problems.sort(key=_line_of)
+    return keys, problems
+
+
+def _line_of(problem: str) -> int:
+    parts = problem.split(":")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else 0
+
+
+def _run_check(args: argparse.Namespace) -> int:
+    try:
+        keys, problems = check_env_file(args.file)
+    except (CypherCellError, ValueError, OSError) as exc:
+        print(f"cypher-cell check: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(
+            json.dumps({"file": args.file, "keys": keys, "problems": problems, "ok": not problems}, indent=2)
+        )
+        return 1 if problems else 0
+    print(f"{args.file}: {len(keys)} keys")
+    width = max((len(str(k["key"])) for k in keys), default=3)
+    for k in keys:
+        note = "" if k["has_value"] else "  (no value: KEY without '=')"
+        print(f"  line {k['line']:>4}  {str(k['key']).ljust(width)}{note}".rstrip())
+    if problems:
+        print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''}:")
+        for p in problems:
+            print(f"  {p}")
+        return 1
+    print("no problems")
+    return 0
+
+
+def _add_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "check",
+        help="validate a .env file and list its keys (never values)",
+        description="Report syntax errors with line numbers, duplicate keys, references to undefined "
+        "variables and loose file permissions, and list the keys the file defines. "
+        "Exit status 1 when there is a problem.",
+    )
+    parser.add_argument("file", nargs="?", default=".env", help="the .env file (default: .env)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.set_defaults(run=_run_check)
+
+
+def render_store(store: SecretStore) -> str:
+    """A table of a store's keys, sources, policies and protection; every
+    value shows as ``[REDACTED]``."""
+    head = ("key", "source", "policy", "protection", "value")
+    rows = [head] + [
+        (key, store.source(key), store.policy(key).describe(), cell.protection, str(cell))
+        for key, cell in store.items()
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    sources: list[Provider] = [EnvFile(f) for f in args.env_file]
+    sources += [Environ(prefix=p) for p in args.environ_prefix]
+    sources += [SecretsDir(d) for d in args.secrets_dir]
+    if not sources:
+        sources = [EnvFile(".env")]
+    try:
+        with load_secrets(*sources, required=args.required) as store:
+            print(render_store(store))
+    except CypherCellError as exc:
+        print(f"cypher-cell show: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_show(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "show",
+        help="load secrets and show keys, sources and protection (values redacted)",
+        description="Load secrets from the sources given (default: ./.env) into a store, print each "
+        "key with its source, policy and achieved protection, then wipe them all.",
+    )
+    parser.add_argument("--env-file", action="append", default=[], metavar="FILE", help="a .env file")
+    parser.add_argument(
+        "--environ-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="environment variables with this prefix (scrubbed once loaded)",
+    )
+    parser.add_argument(
+        "--secrets-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a directory of one file per secret (Docker, Kubernetes, systemd)",
+    )
+    parser.add_argument(
+        "--required", action="append", default=[], metavar="KEY", help="a key that must be found"
+    )
+    parser.set_defaults(run=_run_show)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cypher-cell",
@@ -42,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
     _add_doctor(commands)
+    _add_check(commands)
+    _add_show(commands)
     return parser
 
 

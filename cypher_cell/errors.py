@@ -11,6 +11,8 @@ __all__ = [
     "CellWipedError",
     "CypherCellError",
     "DotenvSyntaxError",
+    "DotenvSyntaxWarning",
+    "FilePermissionWarning",
     "MemoryLockError",
     "MemoryLockWarning",
     "MissingSecretsError",
@@ -77,3 +79,12 @@ class DotenvSyntaxError(ProviderError):
         super().__init__(message)
         self.path = path
         self.line = line
+
+
+class DotenvSyntaxWarning(UserWarning):
+    """``EnvFile(strict=False)`` skipped a statement it could not parse (as
+    python-dotenv does); the message names the file and line only."""
+
+
+class FilePermissionWarning(UserWarning):
+    """A file holding secrets can be read by its group or by others."""

@@ -502,7 +502,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Native pieces of the providers register their own functions and classes.
+    crate::dotenv_py::register(m)?;
     crate::sources::register(m)?;
+    crate::prompt::register(m)?;
     Ok(())
 }
 

@@ -367,11 +367,14 @@ mod tests {
     }
 
     #[test]
-    fn fill_error_leaves_nothing_registered() {
-        let before = live_count();
-        let r = Cell::create(8, UNLOCKED, false, None, |_| Err("bad buffer"));
+    fn fill_error_is_returned_and_nothing_is_kept() {
+        // The registry is global and other tests run in parallel, so this
+        // checks the error path only; the Python tests check the live count.
+        let r = Cell::create(8, UNLOCKED, false, None, |b| {
+            b.fill(0xAA);
+            Err("bad buffer")
+        });
         assert!(matches!(r, Err(CreateError::Fill("bad buffer"))));
-        assert_eq!(live_count(), before);
     }
 
     #[test]

@@ -18,6 +18,12 @@ pub enum Error {
     Reaper(std::io::Error),
     /// A source failed; becomes `cypher_cell.errors.ProviderError`.
     Provider(String),
+    /// A `.env` file's content is at fault; becomes `DotenvSyntaxError`.
+    DotenvSyntax {
+        message: String,
+        path: String,
+        line: usize,
+    },
     Python(PyErr),
 }
 
@@ -70,6 +76,17 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             kwargs.set_item("errno", e.cause.errno)?;
             let exc =
                 errors_class(py, "MemoryLockError")?.call((lock_message(&e),), Some(&kwargs))?;
+            return Ok(PyErr::from_value(exc));
+        }
+        Error::DotenvSyntax {
+            message,
+            path,
+            line,
+        } => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("path", path)?;
+            kwargs.set_item("line", line)?;
+            let exc = errors_class(py, "DotenvSyntaxError")?.call((message,), Some(&kwargs))?;
             return Ok(PyErr::from_value(exc));
         }
         Error::Provider(m) => {

@@ -5,8 +5,11 @@
 
 mod bindings;
 pub mod cell;
+mod dotenv;
+mod dotenv_py;
 mod errors;
 #[allow(unsafe_code)]
 pub mod memory;
+mod prompt;
 pub mod reaper;
 mod sources;

@@ -3,7 +3,8 @@
 a fixture-like method that makes a provider holding the given secrets.
 
 Values are random and never appear in assertion messages: tests compare
-cells with ``==`` and assert booleans.
+cells with ``==`` into a name and assert that name with a message naming
+the key (pytest's assertion rewriting would otherwise show both sides).
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ class ProviderContract:
         with load_secrets(provider, keys=list(planted)) as store:
             assert sorted(store) == sorted(planted)
             for key, expected in planted.items():
-                assert store[key] == expected
+                same = store[key] == expected
+                assert same, f"{key}: loaded value differs from the planted one"
                 origin = store.source(key)
                 assert origin.startswith(provider.kind)
-                assert expected.decode() not in origin
-            assert all(v.decode() not in repr(store) for v in planted.values())
+                leaked = expected.decode() in origin
+                assert not leaked, f"{key}: the origin string contains the value"
+            leaked = any(v.decode() in repr(store) for v in planted.values())
+            assert not leaked, "repr(store) contains a value"
 
     def test_offered_keys_are_listed_or_none(self) -> None:
         planted = {"GAMMA": value()}
@@ -71,14 +75,16 @@ class ProviderContract:
             policy={"ONCE": Policy(volatile=True), "BR*": Policy(ttl_sec=0.05)},
         )
         assert store["ONCE"].volatile and store.policy("ONCE").volatile
-        assert store["ONCE"].reveal() == planted["ONCE"]
+        same = store["ONCE"].reveal() == planted["ONCE"]
+        assert same, "ONCE: value differs"
         with pytest.raises(CellWipedError):
             store["ONCE"].reveal()
         assert store["BRIEF"].ttl_sec == 0.05
         time.sleep(0.1)
         with pytest.raises(CellExpiredError):
             store["BRIEF"].reveal()
-        assert store["PLAIN"] == planted["PLAIN"]
+        same = store["PLAIN"] == planted["PLAIN"]
+        assert same, "PLAIN: value differs"
         store.close()
         assert all(store[k].wiped for k in planted)
 
@@ -86,4 +92,5 @@ class ProviderContract:
         planted = {"DELTA": value()}
         provider = self.plant(planted)
         assert provider.kind in provider.describe()
-        assert planted["DELTA"].decode() not in repr(provider)
+        leaked = planted["DELTA"].decode() in repr(provider)
+        assert not leaked, "repr(provider) contains a value"

@@ -128,3 +128,23 @@ hold()
         assert scan_memory(child.pid, secret_forms(secret)).copies == 0
     finally:
         child.finish()
+
+
+def test_control_reading_the_file_the_usual_way_leaves_a_copy(tmp_path: Path) -> None:
+    secret = random_secret()
+    (tmp_path / "token").write_bytes(secret + b"\n")
+    child = start_child(
+        """
+with open(os.path.join(sys.argv[1], "token")) as f:
+    token = f.read().rstrip("\\n")
+del token
+gc.collect()
+report(ok=True)
+hold()
+""",
+        str(tmp_path),
+    )
+    try:
+        assert scan_memory(child.pid, secret_forms(secret)).copies >= 1
+    finally:
+        child.finish()

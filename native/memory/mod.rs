@@ -7,6 +7,7 @@
 //! - [`export`]: the read-only buffer export behind `expose()`.
 //! - [`per_process`]: globals that a forked child re-creates.
 //! - [`pybytes`]: zeroing a Python `bytes` object in place (environ scrub).
+//! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
 //!
 //! Where the guarantees stop: the engine keeps bytes out of swap, dumps and
 //! children and zeroes them when freed. It cannot zero copies the
@@ -20,6 +21,7 @@ pub mod pybytes;
 mod region;
 mod secret;
 pub mod sys;
+pub mod tty;
 
 pub use per_process::PerProcess;
 pub use pool::PoolStats;

@@ -1,0 +1,194 @@
+"""`EnvFile`: secrets from a ``.env`` file, with python-dotenv's syntax and
+results. Rust reads the file straight into locked memory and parses it
+there (`cypher_cell._native.DotenvFile`); values go into cells without
+ever becoming Python objects, and the file's bytes are wiped after `load`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import stat
+import sys
+import warnings
+from collections.abc import Collection, Sequence
+from typing import ClassVar, Literal
+
+from cypher_cell._native import DotenvFile
+from cypher_cell.errors import (
+    DotenvSyntaxError,
+    DotenvSyntaxWarning,
+    FilePermissionWarning,
+    ProviderError,
+)
+from cypher_cell.policy import Policy
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+
+PermissionsMode = Literal["warn", "error", "ignore"]
+_PERMISSIONS = ("warn", "error", "ignore")
+_ENCODINGS = ("utf-8", "utf-8-sig")
+
+
+class EnvFile(Provider):
+    """The keys of a ``.env`` file that have a value (``KEY=...``).
+
+    Results are those of python-dotenv's ``dotenv_values()``, interpolation
+    included (``${VAR}``, ``${VAR:-default}``: earlier values in the file,
+    then the process environment, then the default). ``os.environ`` is never
+    written.
+
+    - `strict`: a statement python-dotenv cannot parse raises
+      `DotenvSyntaxError` naming the file and line (True), or is skipped
+      with a `DotenvSyntaxWarning` as python-dotenv skips it (False).
+    - `permissions`: a file readable by group or others gets a
+      `FilePermissionWarning` ("warn"), a `ProviderError` ("error") or
+      nothing ("ignore").
+    - `optional`: a missing file offers nothing instead of raising.
+
+    The file is read once, when its keys are first asked for, and its bytes
+    are wiped after `load` (or by `close`).
+    """
+
+    kind: ClassVar[str] = "env-file"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ".env",
+        *,
+        interpolate: bool = True,
+        encoding: str = "utf-8",
+        strict: bool = True,
+        permissions: PermissionsMode = "warn",
+        optional: bool = False,
+    ) -> None:
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            raise TypeError(f"EnvFile(path=...) must be a str or os.PathLike[str], not {type(path).__name__}")
+        if permissions not in _PERMISSIONS:
+            raise ValueError(
+                f"EnvFile(permissions=...) must be one of {', '.join(_PERMISSIONS)}; got {permissions!r}"
+            )
+        try:
+            known = codecs.lookup(encoding).name
+        except (LookupError, TypeError):
+            known = None
+        if known not in _ENCODINGS:
+            raise ValueError(
+                f"encoding {encoding!r} is not supported: .env files are read as 'utf-8' or 'utf-8-sig'"
+            )
+        self._path = path
+        self._interpolate = bool(interpolate)
+        self._encoding = encoding
+        self._strict = bool(strict)
+        self._permissions = permissions
+        self._optional = bool(optional)
+        self._file: DotenvFile | None = None
+        #: Line of each key that has a value, in file order.
+        self._lines: dict[str, int] = {}
+
+    def describe(self) -> str:
+        return f"env-file {self._path}"
+
+    def offered_keys(self) -> Collection[str]:
+        self._read()
+        # A dict's keys: file order, and `in` in constant time.
+        return self._lines.keys()
+
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        file = self._read()
+        if file is None:
+            return {}
+        lines = self._lines
+        loaded: dict[str, Loaded] = {}
+        try:
+            # One native call per distinct policy (usually one for every key).
+            groups: dict[int, tuple[Policy, list[str]]] = {}
+            for key in keys:
+                if key in lines:
+                    p = policy(key)
+                    group = groups.get(id(p))
+                    if group is None:
+                        groups[id(p)] = group = (p, [])
+                    group[1].append(key)
+            prefix = f"env-file {self._path}:"
+            for p, names in groups.values():
+                cells = file.cells(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
+                origins = [prefix + str(lines[key]) for key in names]
+                loaded.update(zip(names, map(Loaded, cells, origins), strict=True))
+        except BaseException:
+            for entry in loaded.values():
+                entry.cell.wipe()
+            raise
+        finally:
+            self.close()
+        return loaded
+
+    def close(self) -> None:
+        """Wipes the file's bytes now (`load` does this itself). A later
+        `offered_keys` or `load` reads the file again."""
+        file, self._file = self._file, None
+        self._lines = {}
+        if file is not None:
+            file.close()
+
+    def _read(self) -> DotenvFile | None:
+        if self._file is not None:
+            return self._file
+        if not os.path.lexists(self._path):
+            if self._optional:
+                return None
+            raise ProviderError(f"env-file {self._path}: no such file (EnvFile(optional=True) allows that)")
+        file = DotenvFile(self._path, encoding=self._encoding, interpolate=self._interpolate)
+        try:
+            self._check_permissions(file.mode)
+            self._check_problems(file)
+            self._check_bom(file)
+        except BaseException:
+            file.close()
+            raise
+        self._file = file
+        self._lines = {key: line for key, line, valued in file.entries() if valued}
+        return file
+
+    def _check_permissions(self, mode: int) -> None:
+        if self._permissions == "ignore" or not mode & (stat.S_IRGRP | stat.S_IROTH):
+            return
+        message = (
+            f"env-file {self._path}: readable by group or others (mode {stat.S_IMODE(mode):04o}); "
+            f"chmod 600 it, or pass EnvFile(permissions='ignore')"
+        )
+        if self._permissions == "error":
+            raise ProviderError(message)
+        _warn(message, FilePermissionWarning)
+
+    def _check_problems(self, file: DotenvFile) -> None:
+        problems = file.problems()
+        if problems and self._strict:
+            line, what = problems[0]
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise DotenvSyntaxError(
+                f"env-file {self._path}:{line}: {what}{more}; EnvFile(strict=False) skips such statements",
+                path=self._path,
+                line=line,
+            )
+        for line, what in problems:
+            _warn(f"env-file {self._path}:{line}: {what}; the statement is skipped", DotenvSyntaxWarning)
+
+    def _check_bom(self, file: DotenvFile) -> None:
+        keys = file.keys()
+        if keys and keys[0].startswith("\ufeff"):
+            _warn(
+                f"env-file {self._path}:1: the file starts with a UTF-8 byte order mark, which "
+                f"python-dotenv (and so EnvFile) reads as part of the first key; "
+                f"pass encoding='utf-8-sig' to drop it",
+                DotenvSyntaxWarning,
+            )
+
+
+def _warn(message: str, category: type[Warning]) -> None:
+    """Warns at the first caller outside cypher_cell (usually the
+    application's `load_secrets` call), whatever the path that got here."""
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").startswith("cypher_cell."):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, category, stacklevel=level)

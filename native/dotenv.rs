@@ -1,0 +1,1091 @@
+//! A `.env` parser that gives the results of python-dotenv's
+//! `dotenv_values()` (1.2.2), working over the file's bytes where they lie
+//! (in locked memory), in linear time.
+//!
+//! Values never become `String`s: the parser returns byte ranges into the
+//! text; [`resolve`] plans each final value as pieces (ranges of the text,
+//! earlier values, environment variables) and [`build`] writes the values
+//! that escapes or `${...}` change into a buffer the caller provides (a
+//! locked one). Key names are public and are copied into `String`s.
+//!
+//! How python-dotenv reads a file, reproduced here:
+//! - the file is opened in text mode, so CRLF and lone CR become LF before
+//!   parsing ([`normalize_newlines`]); with `utf-8` (not `utf-8-sig`) a BOM
+//!   stays in the text and becomes part of the first key;
+//! - whitespace means Python's `str.isspace()` ([`is_space`]), which is
+//!   wider than ASCII and than Rust's `char::is_whitespace`;
+//! - its regular expressions backtrack: a quoted value without a bare
+//!   closing quote ends at the quote of its last `\'` (or `\"`);
+//! - after a statement it cannot parse it skips to the end of the line
+//!   where it stopped, which may be several lines after the statement began;
+//! - interpolation (`${NAME}`, `${NAME:-default}`) applies to every value,
+//!   single-quoted ones included, after escapes are decoded; a name is looked
+//!   up in the values defined earlier in the file (a key without `=` counts,
+//!   as an empty value), then in the environment, then the default.
+//!
+//! python-dotenv is quadratic (its interpolation copies every value read so
+//! far, and the environment, for each value); here each byte is visited a
+//! bounded number of times and a reference is one hash lookup.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use zeroize::{Zeroize, Zeroizing};
+
+/// The UTF-8 byte order mark, dropped only with `utf-8-sig`.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Turns CRLF and lone CR into LF in place, as Python's universal-newline
+/// text mode does, and returns the new length. The freed tail is zeroed.
+pub fn normalize_newlines(buf: &mut [u8]) -> usize {
+    let Some(first) = buf.iter().position(|&b| b == b'\r') else {
+        return buf.len();
+    };
+    let (mut read, mut write) = (first, first);
+    while read < buf.len() {
+        let byte = buf[read];
+        read += 1;
+        if byte == b'\r' {
+            buf[write] = b'\n';
+            if buf.get(read) == Some(&b'\n') {
+                read += 1;
+            }
+        } else {
+            buf[write] = byte;
+        }
+        write += 1;
+    }
+    buf[write..].zeroize();
+    write
+}
+
+/// The text cannot be parsed at all. Lines are 1-based.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputError {
+    NotUtf8 { line: usize },
+    Nul { line: usize },
+}
+
+/// Checks that `bytes` are UTF-8 without NUL bytes (python-dotenv accepts
+/// NULs, but no environment variable can hold one, so they are refused as
+/// a sign of a binary file) and returns them as text.
+pub fn check_text(bytes: &[u8]) -> Result<&str, InputError> {
+    let nul = bytes.iter().position(|&b| b == 0);
+    match std::str::from_utf8(bytes) {
+        Ok(text) => match nul {
+            None => Ok(text),
+            Some(at) => Err(InputError::Nul {
+                line: line_of(bytes, at),
+            }),
+        },
+        Err(e) => {
+            let bad = e.valid_up_to();
+            Err(match nul {
+                Some(at) if at < bad => InputError::Nul {
+                    line: line_of(bytes, at),
+                },
+                _ => InputError::NotUtf8 {
+                    line: line_of(bytes, bad),
+                },
+            })
+        }
+    }
+}
+
+fn line_of(bytes: &[u8], at: usize) -> usize {
+    1 + bytes[..at].iter().filter(|&&b| b == b'\n').count()
+}
+
+/// Python's `str.isspace()` (and so `\s` in its regular expressions).
+pub fn is_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t'..='\r'
+            | '\x1c'..='\x1f'
+            | ' '
+            | '\u{85}'
+            | '\u{a0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200a}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202f}'
+            | '\u{205f}'
+            | '\u{3000}'
+    )
+}
+
+/// `[^\S\r\n]`: whitespace that does not end a line.
+fn is_blank(c: char) -> bool {
+    c != '\n' && c != '\r' && is_space(c)
+}
+
+/// How a value was written, which decides its escapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quote {
+    Unquoted,
+    Single,
+    Double,
+}
+
+/// A value as written: `span` is inside the quotes, before escapes and
+/// interpolation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawValue {
+    pub span: Range<usize>,
+    pub quote: Quote,
+}
+
+/// One `KEY=value` (or `KEY` alone: `value` is None).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// Index into [`Parsed::keys`].
+    pub key: usize,
+    pub line: usize,
+    pub value: Option<RawValue>,
+}
+
+/// A key as `dotenv_values()` shows it: at its first position, with the
+/// value of its last binding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Key {
+    pub name: Arc<str>,
+    /// The binding that gives the value (the last one).
+    pub last: usize,
+    /// How many bindings the key has.
+    pub count: usize,
+}
+
+/// Why a statement was skipped. The messages describe the syntax only and
+/// never quote the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Problem {
+    NoKeyBeforeEquals,
+    ExportWithoutKey,
+    UnclosedQuotedKey,
+    EmptyQuotedKey,
+    UnclosedValue(Quote),
+    TextAfterKey,
+    TextAfterValue,
+}
+
+impl Problem {
+    pub fn message(self) -> &'static str {
+        match self {
+            Problem::NoKeyBeforeEquals => "no key before '='",
+            Problem::ExportWithoutKey => "'export' is not followed by a key",
+            Problem::UnclosedQuotedKey => "the single-quoted key has no closing quote",
+            Problem::EmptyQuotedKey => "the single-quoted key is empty",
+            Problem::UnclosedValue(Quote::Double) => "the double-quoted value has no closing quote",
+            Problem::UnclosedValue(_) => "the single-quoted value has no closing quote",
+            Problem::TextAfterKey => {
+                "unexpected text after the key (expected '=', a comment or the end of the line)"
+            }
+            Problem::TextAfterValue => {
+                "unexpected text after the closing quote (expected a comment or the end of the line)"
+            }
+        }
+    }
+}
+
+/// A statement that was skipped, with the line it starts on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub line: usize,
+    pub problem: Problem,
+}
+
+/// Every binding in file order (duplicates included), the keys they bind
+/// (each once, in order of first appearance, like a Python dict) and every
+/// skipped statement.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub keys: Vec<Key>,
+    /// Key name to index in `keys`.
+    pub index: HashMap<Arc<str>, usize>,
+    pub bindings: Vec<Binding>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Parsed {
+    fn bind(&mut self, name: &str, line: usize, value: Option<RawValue>) {
+        let binding = self.bindings.len();
+        let key = match self.index.get(name) {
+            Some(&k) => {
+                self.keys[k].last = binding;
+                self.keys[k].count += 1;
+                k
+            }
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                self.index.insert(name.clone(), self.keys.len());
+                self.keys.push(Key {
+                    name,
+                    last: binding,
+                    count: 1,
+                });
+                self.keys.len() - 1
+            }
+        };
+        self.bindings.push(Binding { key, line, value });
+    }
+
+    /// Every line that binds each key bound more than once, in key order.
+    pub fn duplicates(&self) -> Vec<(usize, Vec<usize>)> {
+        let mut lines = vec![Vec::new(); self.keys.len()];
+        for b in &self.bindings {
+            if self.keys[b.key].count > 1 {
+                lines[b.key].push(b.line);
+            }
+        }
+        lines
+            .into_iter()
+            .enumerate()
+            .filter(|(_, l)| !l.is_empty())
+            .collect()
+    }
+}
+
+struct Parser<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    /// Newlines before `counted` have been counted into `line`.
+    line: usize,
+    counted: usize,
+}
+
+/// A parse step's result, or where it stopped and why.
+type Step<T> = Result<T, (usize, Problem)>;
+
+/// A statement's key span and value; None for a comment.
+type Statement = Option<(Range<usize>, Option<RawValue>)>;
+
+impl<'a> Parser<'a> {
+    /// Line of `pos`; `pos` never decreases between calls.
+    fn line_at(&mut self, pos: usize) -> usize {
+        let newlines = self.bytes[self.counted..pos]
+            .iter()
+            .filter(|&&b| b == b'\n');
+        self.line += newlines.count();
+        self.counted = pos;
+        self.line
+    }
+
+    fn skip(&self, pos: usize, keep: impl Fn(char) -> bool) -> usize {
+        self.text[pos..]
+            .char_indices()
+            .find(|&(_, c)| !keep(c))
+            .map_or(self.text.len(), |(i, _)| pos + i)
+    }
+
+    fn at(&self, pos: usize) -> Option<u8> {
+        self.bytes.get(pos).copied()
+    }
+
+    fn line_end(&self, pos: usize) -> usize {
+        self.bytes[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.bytes.len(), |i| pos + i)
+    }
+
+    /// One statement starting at `pos` (a non-space character): the key
+    /// span and value, or None for a comment, and where the next begins.
+    fn statement(&self, pos: usize) -> Step<(Statement, usize)> {
+        let mut p = pos;
+        if self.bytes[p..].starts_with(b"export") {
+            let after = self.skip(p + 6, is_blank);
+            if after > p + 6 {
+                p = after;
+            }
+        }
+        let key = match self.at(p) {
+            Some(b'#') => None,
+            Some(b'\'') => {
+                let close = self.bytes[p + 1..].iter().position(|&b| b == b'\'');
+                match close {
+                    None => return Err((p, Problem::UnclosedQuotedKey)),
+                    Some(0) => return Err((p, Problem::EmptyQuotedKey)),
+                    Some(len) => {
+                        let span = p + 1..p + 1 + len;
+                        p = span.end + 1;
+                        Some(span)
+                    }
+                }
+            }
+            first => {
+                let end = self.skip(p, |c| c != '=' && c != '#' && !is_space(c));
+                if end == p {
+                    let problem = if first == Some(b'=') {
+                        Problem::NoKeyBeforeEquals
+                    } else {
+                        Problem::ExportWithoutKey
+                    };
+                    return Err((p, problem));
+                }
+                let span = p..end;
+                p = end;
+                Some(span)
+            }
+        };
+        p = self.skip(p, is_blank);
+        let mut value = None;
+        if self.at(p) == Some(b'=') {
+            p = self.skip(p + 1, is_blank);
+            let (v, next) = self.value(p)?;
+            value = Some(v);
+            p = next;
+        }
+        let comment = self.skip(p, is_blank);
+        if self.at(comment) == Some(b'#') {
+            p = self.line_end(comment);
+        }
+        let end = self.skip(p, is_blank);
+        match self.at(end) {
+            None => p = end,
+            Some(b'\n') => p = end + 1,
+            Some(_) => {
+                let quoted = matches!(&value, Some(v) if v.quote != Quote::Unquoted);
+                let problem = if quoted {
+                    Problem::TextAfterValue
+                } else {
+                    Problem::TextAfterKey
+                };
+                return Err((p, problem));
+            }
+        }
+        Ok((key.map(|k| (k, value)), p))
+    }
+
+    fn value(&self, p: usize) -> Step<(RawValue, usize)> {
+        match self.at(p) {
+            Some(b'\'') => self.quoted(p, Quote::Single),
+            Some(b'"') => self.quoted(p, Quote::Double),
+            None | Some(b'\n') => Ok((
+                RawValue {
+                    span: p..p,
+                    quote: Quote::Unquoted,
+                },
+                p,
+            )),
+            Some(_) => Ok(self.unquoted(p)),
+        }
+    }
+
+    /// `'((?:\\'|[^'])*)'` (or with `"`), backtracking included: the value
+    /// ends at the first quote not taken by a `\'` pair, or else at the
+    /// quote of the last pair.
+    fn quoted(&self, p: usize, quote: Quote) -> Step<(RawValue, usize)> {
+        let q = self.bytes[p];
+        let start = p + 1;
+        let (mut i, mut last_pair) = (start, None);
+        let close = loop {
+            match self.bytes.get(i) {
+                None => match last_pair {
+                    Some(c) => break c,
+                    None => return Err((p, Problem::UnclosedValue(quote))),
+                },
+                Some(b'\\') if self.at(i + 1) == Some(q) => {
+                    last_pair = Some(i + 1);
+                    i += 2;
+                }
+                Some(&b) if b == q => break i,
+                Some(_) => i += 1,
+            }
+        };
+        Ok((
+            RawValue {
+                span: start..close,
+                quote,
+            },
+            close + 1,
+        ))
+    }
+
+    /// The rest of the line, cut at the first whitespace run followed by
+    /// `#`, then stripped of trailing whitespace.
+    fn unquoted(&self, p: usize) -> (RawValue, usize) {
+        let end = self.line_end(p);
+        let part = &self.text[p..end];
+        let mut cut = part.len();
+        let mut blank_from = None;
+        for (i, c) in part.char_indices() {
+            if is_space(c) {
+                blank_from.get_or_insert(i);
+            } else if let (Some(from), '#') = (blank_from, c) {
+                cut = from;
+                break;
+            } else {
+                blank_from = None;
+            }
+        }
+        let kept = part[..cut].trim_end_matches(is_space).len();
+        let value = RawValue {
+            span: p..p + kept,
+            quote: Quote::Unquoted,
+        };
+        (value, end)
+    }
+}
+
+/// Parses newline-normalized text (see [`normalize_newlines`]).
+pub fn parse(text: &str) -> Parsed {
+    let mut parser = Parser {
+        text,
+        bytes: text.as_bytes(),
+        line: 1,
+        counted: 0,
+    };
+    let mut parsed = Parsed::default();
+    let mut pos = 0;
+    loop {
+        pos = parser.skip(pos, is_space);
+        if pos >= text.len() {
+            return parsed;
+        }
+        let line = parser.line_at(pos);
+        match parser.statement(pos) {
+            Ok((binding, next)) => {
+                if let Some((key, value)) = binding {
+                    parsed.bind(&text[key], line, value);
+                }
+                pos = next;
+            }
+            Err((stopped, problem)) => {
+                parsed.skipped.push(Skipped { line, problem });
+                let end = parser.line_end(stopped);
+                pos = (end + 1).min(text.len());
+            }
+        }
+    }
+}
+
+/// The byte a `\x` escape stands for, from static memory (so no decoded
+/// byte of a secret is made on the stack).
+fn escape(quote: Quote, next: u8) -> Option<&'static [u8]> {
+    let both: Option<&'static [u8]> = match next {
+        b'\\' => Some(b"\\"),
+        b'\'' => Some(b"'"),
+        _ => None,
+    };
+    match quote {
+        Quote::Unquoted => None,
+        Quote::Single => both,
+        Quote::Double => both.or(match next {
+            b'"' => Some(b"\""),
+            b'a' => Some(b"\x07"),
+            b'b' => Some(b"\x08"),
+            b'f' => Some(b"\x0c"),
+            b'n' => Some(b"\n"),
+            b'r' => Some(b"\r"),
+            b't' => Some(b"\t"),
+            b'v' => Some(b"\x0b"),
+            _ => None,
+        }),
+    }
+}
+
+/// Hands `emit` the decoded form of `raw` in runs: slices of `raw` and the
+/// static bytes escapes stand for.
+fn decode(raw: &[u8], quote: Quote, mut emit: impl FnMut(&[u8])) {
+    if quote != Quote::Unquoted {
+        let (mut run, mut i) = (0, 0);
+        while i < raw.len() {
+            if raw[i] == b'\\' {
+                if let Some(out) = raw.get(i + 1).and_then(|&n| escape(quote, n)) {
+                    emit(&raw[run..i]);
+                    emit(out);
+                    i += 2;
+                    run = i;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        emit(&raw[run..]);
+    } else {
+        emit(raw);
+    }
+}
+
+fn decoded_len(raw: &[u8], quote: Quote) -> usize {
+    let mut len = 0;
+    decode(raw, quote, |run| len += run.len());
+    len
+}
+
+/// One `${name}` or `${name:-default}`, offsets relative to the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reference {
+    whole: Range<usize>,
+    name: Range<usize>,
+    default: Option<Range<usize>>,
+}
+
+/// python-dotenv's `\$\{([^}:]*)(?::-([^}]*))?\}` with `finditer`.
+///
+/// The structural characters `$ { } : -` are never the second byte of an
+/// escape, so matching the raw bytes finds what Python finds in the decoded
+/// string. Linear: the first `}` or `:` after a `${` is remembered for the
+/// next `${` before it.
+fn references(raw: &[u8], mut found: impl FnMut(Reference)) {
+    let find = |from: usize, what: &dyn Fn(u8) -> bool| {
+        raw[from..].iter().position(|&b| what(b)).map(|i| from + i)
+    };
+    let (mut i, mut stop) = (0, None::<usize>);
+    while let Some(dollar) = find(i, &|b| b == b'$') {
+        if raw.get(dollar + 1) != Some(&b'{') {
+            i = dollar + 1;
+            continue;
+        }
+        let from = dollar + 2;
+        let j = match stop {
+            Some(s) if s >= from => s,
+            _ => match find(from, &|b| b == b'}' || b == b':') {
+                Some(s) => s,
+                // No `}` or `:` after here: no later match either.
+                None => return,
+            },
+        };
+        stop = Some(j);
+        if raw[j] == b'}' {
+            found(Reference {
+                whole: dollar..j + 1,
+                name: from..j,
+                default: None,
+            });
+            i = j + 1;
+        } else if raw.get(j + 1) == Some(&b'-') {
+            // No `}` after the `:-`, and none before it: nothing more.
+            let Some(close) = find(j + 2, &|b| b == b'}') else {
+                return;
+            };
+            found(Reference {
+                whole: dollar..close + 1,
+                name: from..j,
+                default: Some(j + 2..close),
+            });
+            i = close + 1;
+        } else {
+            i = dollar + 1;
+        }
+    }
+}
+
+/// Where a resolved value's bytes are: in the text as written, or in the
+/// buffer [`build`] fills.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Located {
+    Text(Range<usize>),
+    Built(Range<usize>),
+}
+
+impl Located {
+    pub fn len(&self) -> usize {
+        match self {
+            Located::Text(r) | Located::Built(r) => r.len(),
+        }
+    }
+}
+
+enum Piece {
+    /// Text to decode with the value's escapes.
+    Literal(Range<usize>, Quote),
+    /// An earlier value.
+    Earlier(Located),
+    /// An environment variable's value, by index in `Resolution::env`.
+    Env(usize),
+}
+
+/// A `${NAME}` without a default that neither the file (before it) nor the
+/// environment defines. `name` is None when it is not an identifier
+/// (`[A-Za-z_][A-Za-z0-9_]*`): such a `${...}` is more likely a piece of a
+/// secret than a reference, and is not repeated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undefined {
+    pub binding: usize,
+    pub name: Option<String>,
+}
+
+/// The interpolation went past the size limit, at this binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooLarge {
+    pub binding: usize,
+}
+
+/// Every binding's final value, planned; [`build`] writes the built ones.
+/// Not `Debug`: it holds environment values.
+#[derive(Default)]
+pub struct Resolution {
+    /// Per binding: None for a key without `=`.
+    pub values: Vec<Option<Located>>,
+    pub built_len: usize,
+    pub undefined: Vec<Undefined>,
+    pieces: Vec<Piece>,
+    /// (pieces, destination in the built buffer), in binding order.
+    jobs: Vec<(Range<usize>, Range<usize>)>,
+    /// Environment values read while planning, zeroed when dropped.
+    env: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl Resolution {
+    fn piece_len(&self, piece: &Piece, text: &[u8]) -> usize {
+        match piece {
+            Piece::Literal(r, quote) => decoded_len(&text[r.clone()], *quote),
+            Piece::Earlier(at) => at.len(),
+            Piece::Env(i) => self.env[*i].len(),
+        }
+    }
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Plans the final values with python-dotenv's rules for `dotenv_values()`
+/// (`override=True`). `env` looks a name up in the process environment.
+/// The built values may total at most `limit` bytes.
+pub fn resolve(
+    text: &str,
+    parsed: &Parsed,
+    interpolate: bool,
+    limit: usize,
+    env: &mut dyn FnMut(&str) -> Option<Zeroizing<Vec<u8>>>,
+) -> Result<Resolution, TooLarge> {
+    let bytes = text.as_bytes();
+    let mut res = Resolution::default();
+    // Per key: its binding seen last so far (what `${KEY}` refers to).
+    let mut latest: Vec<Option<usize>> = vec![None; parsed.keys.len()];
+    for (index, binding) in parsed.bindings.iter().enumerate() {
+        let Some(raw) = &binding.value else {
+            res.values.push(None);
+            latest[binding.key] = Some(index);
+            continue;
+        };
+        let first_piece = res.pieces.len();
+        let span = raw.span.clone();
+        let value = &bytes[span.clone()];
+        let mut built = false;
+        if interpolate && value.windows(2).any(|w| w == b"${") {
+            let mut refs = Vec::new();
+            references(value, |r| refs.push(r));
+            let mut cursor = 0;
+            for r in refs {
+                built = true;
+                let at = |r: &Range<usize>| span.start + r.start..span.start + r.end;
+                if r.whole.start > cursor {
+                    res.pieces
+                        .push(Piece::Literal(at(&(cursor..r.whole.start)), raw.quote));
+                }
+                cursor = r.whole.end;
+                let name_raw = &value[r.name.clone()];
+                // A name with escapes is decoded into memory that is zeroed
+                // afterwards (it may be part of a secret).
+                let decoded;
+                let name = if name_raw.contains(&b'\\') {
+                    let mut owned = Zeroizing::new(Vec::with_capacity(name_raw.len()));
+                    decode(name_raw, raw.quote, |run| owned.extend_from_slice(run));
+                    decoded = owned;
+                    std::str::from_utf8(&decoded).unwrap_or_default()
+                } else {
+                    std::str::from_utf8(name_raw).unwrap_or_default()
+                };
+                let earlier = parsed.index.get(name).and_then(|&k| latest[k]);
+                if let Some(earlier) = earlier {
+                    if let Some(at) = &res.values[earlier] {
+                        res.pieces.push(Piece::Earlier(at.clone()));
+                    }
+                } else if let Some(found) = env(name) {
+                    res.pieces.push(Piece::Env(res.env.len()));
+                    res.env.push(found);
+                } else if let Some(default) = &r.default {
+                    res.pieces.push(Piece::Literal(at(default), raw.quote));
+                } else {
+                    res.undefined.push(Undefined {
+                        binding: index,
+                        name: is_identifier(name).then(|| name.to_owned()),
+                    });
+                }
+            }
+            if built && cursor < value.len() {
+                res.pieces
+                    .push(Piece::Literal(span.start + cursor..span.end, raw.quote));
+            }
+        }
+        if !built && decoded_len(value, raw.quote) != value.len() {
+            built = true;
+            res.pieces.push(Piece::Literal(span.clone(), raw.quote));
+        }
+        let located = if built {
+            let pieces = first_piece..res.pieces.len();
+            let len = res.pieces[pieces.clone()]
+                .iter()
+                .try_fold(0usize, |sum, p| sum.checked_add(res.piece_len(p, bytes)))
+                .ok_or(TooLarge { binding: index })?;
+            let dest = res.built_len..res.built_len + len;
+            res.built_len = res
+                .built_len
+                .checked_add(len)
+                .filter(|&total| total <= limit)
+                .ok_or(TooLarge { binding: index })?;
+            res.jobs.push((pieces, dest.clone()));
+            Located::Built(dest)
+        } else {
+            Located::Text(span)
+        };
+        res.values.push(Some(located));
+        latest[binding.key] = Some(index);
+    }
+    Ok(res)
+}
+
+/// Writes every built value into `out` (`res.built_len` bytes).
+pub fn build(text: &[u8], res: &Resolution, out: &mut [u8]) {
+    debug_assert_eq!(out.len(), res.built_len);
+    for (pieces, dest) in &res.jobs {
+        // Earlier values lie before `dest`: read them from `done`.
+        let (done, rest) = out.split_at_mut(dest.start);
+        let mut w = 0;
+        let mut put = |run: &[u8]| {
+            rest[w..w + run.len()].copy_from_slice(run);
+            w += run.len();
+        };
+        for piece in &res.pieces[pieces.clone()] {
+            match piece {
+                Piece::Literal(r, quote) => decode(&text[r.clone()], *quote, &mut put),
+                Piece::Earlier(Located::Text(r)) => put(&text[r.clone()]),
+                Piece::Earlier(Located::Built(r)) => put(&done[r.clone()]),
+                Piece::Env(i) => put(&res.env[*i]),
+            }
+        }
+        debug_assert_eq!(w, dest.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (key, line, value) as dotenv_values() would give them, from an
+    /// environment that holds only `EXT=ext`.
+    fn values(src: &str) -> Vec<(String, usize, Option<Vec<u8>>)> {
+        values_with(src, true)
+    }
+
+    fn values_with(src: &str, interpolate: bool) -> Vec<(String, usize, Option<Vec<u8>>)> {
+        let mut buf = src.as_bytes().to_vec();
+        let len = normalize_newlines(&mut buf);
+        let text = check_text(&buf[..len]).unwrap();
+        let parsed = parse(text);
+        let mut env = |name: &str| (name == "EXT").then(|| Zeroizing::new(b"ext".to_vec()));
+        let res = resolve(text, &parsed, interpolate, usize::MAX, &mut env).unwrap();
+        let mut built = vec![0u8; res.built_len];
+        build(text.as_bytes(), &res, &mut built);
+        parsed
+            .keys
+            .iter()
+            .map(|k| {
+                let value = res.values[k.last].as_ref().map(|at| match at {
+                    Located::Text(r) => text.as_bytes()[r.clone()].to_vec(),
+                    Located::Built(r) => built[r.clone()].to_vec(),
+                });
+                (k.name.to_string(), parsed.bindings[k.last].line, value)
+            })
+            .collect()
+    }
+
+    fn one(src: &str) -> Option<Vec<u8>> {
+        let all = values(src);
+        assert_eq!(all.len(), 1, "{src:?}");
+        all.into_iter().next().unwrap().2
+    }
+
+    fn problems(src: &str) -> Vec<(usize, Problem)> {
+        let mut buf = src.as_bytes().to_vec();
+        let len = normalize_newlines(&mut buf);
+        parse(check_text(&buf[..len]).unwrap())
+            .skipped
+            .into_iter()
+            .map(|s| (s.line, s.problem))
+            .collect()
+    }
+
+    fn v(s: &str) -> Option<Vec<u8>> {
+        Some(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn newlines_are_normalized_like_text_mode() {
+        let mut buf = b"a\r\nb\rc\n\r\r\nd\r".to_vec();
+        let len = normalize_newlines(&mut buf);
+        assert_eq!(&buf[..len], b"a\nb\nc\n\n\nd\n");
+        assert!(buf[len..].iter().all(|&b| b == 0));
+        let mut plain = b"no carriage returns\n".to_vec();
+        assert_eq!(normalize_newlines(&mut plain), plain.len());
+    }
+
+    #[test]
+    fn input_checks_name_the_line() {
+        assert_eq!(
+            check_text(b"A=1\nB=\xff\n"),
+            Err(InputError::NotUtf8 { line: 2 })
+        );
+        assert_eq!(
+            check_text(b"A=1\n\nB=\x00"),
+            Err(InputError::Nul { line: 3 })
+        );
+        assert_eq!(check_text(b"\x00\n\xff"), Err(InputError::Nul { line: 1 }));
+        assert_eq!(
+            check_text(b"\xed\xa0\x80"),
+            Err(InputError::NotUtf8 { line: 1 })
+        );
+        assert!(check_text("ключ=значение".as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn python_whitespace() {
+        for c in [
+            '\t', '\n', '\x0b', '\x0c', '\r', '\x1c', '\x1f', ' ', '\u{85}', '\u{a0}', '\u{2007}',
+            '\u{3000}',
+        ] {
+            assert!(is_space(c), "{c:?}");
+        }
+        for c in ['\u{180e}', '\u{200b}', '\u{feff}', 'a', '\x1b'] {
+            assert!(!is_space(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn plain_bindings_comments_and_export() {
+        let got = values("# comment\nA=1\n  export B = two  \nexport\tC=3 # c\n\nD\n");
+        assert_eq!(
+            got,
+            vec![
+                ("A".into(), 2, v("1")),
+                ("B".into(), 3, v("two")),
+                ("C".into(), 4, v("3")),
+                ("D".into(), 6, None),
+            ]
+        );
+        assert_eq!(
+            values("export=1\nexportX=2\nexport #c\nexport"),
+            vec![("export".into(), 4, None), ("exportX".into(), 2, v("2"))]
+        );
+        assert_eq!(values("export")[0], ("export".into(), 1, None));
+    }
+
+    #[test]
+    fn unquoted_values_and_inline_comments() {
+        assert_eq!(one("A=x #c"), v("x"));
+        assert_eq!(one("A=x#c"), v("x#c"));
+        assert_eq!(one("A= #c"), v("#c"));
+        assert_eq!(one("A=\t# c"), v("# c"));
+        assert_eq!(one("A=a b  c   "), v("a b  c"));
+        assert_eq!(one("A=a \x0b# c"), v("a"));
+        assert_eq!(one("A=b\u{a0}#c"), v("b"));
+        assert_eq!(one("A=c\x1c"), v("c"));
+        assert_eq!(one("A=\u{3000}x"), v("x"));
+        assert_eq!(one("A="), v(""));
+        assert_eq!(one("A=\n"), v(""));
+        assert_eq!(one("A='a\\'b'"), v("a'b"));
+        assert_eq!(one("A=it's"), v("it's"));
+    }
+
+    #[test]
+    fn quoted_values_and_escapes() {
+        assert_eq!(
+            one(r#"A="\n\t\\\'\"\a\b\f\r\v\x41\u0041""#),
+            Some(b"\n\t\\'\"\x07\x08\x0c\r\x0b\\x41\\u0041".to_vec())
+        );
+        assert_eq!(one(r"A='\n\\\''"), v("\\n\\'"));
+        assert_eq!(one("A='  sp  '  # c"), v("  sp  "));
+        assert_eq!(one("A=\"x\"#c"), v("x"));
+        assert_eq!(one("A=\"a\r\nb\"\r\n"), v("a\nb"));
+        assert_eq!(one("A=\"\\\\\\\\n\""), v("\\\\n"));
+        assert_eq!(one("A=''"), v(""));
+    }
+
+    #[test]
+    fn quoted_values_backtrack_to_the_last_escaped_quote() {
+        assert_eq!(one(r"A='abc\'"), v("abc\\"));
+        assert_eq!(one(r#"A="x\""#), v("x\\"));
+        assert_eq!(one("A='a\\'b\\'c\nd'"), v("a'b'c\nd"));
+        assert_eq!(
+            problems("A='x\\\\'\nB='y'\nC=3"),
+            vec![(1, Problem::TextAfterValue)]
+        );
+        assert_eq!(
+            values("A='x\\\\'\nB='y'\nC=3"),
+            vec![("C".into(), 3, v("3"))]
+        );
+    }
+
+    #[test]
+    fn keys_quoted_and_odd() {
+        assert_eq!(
+            values("'a b'=1\n'c\nd'=2"),
+            vec![("a b".into(), 1, v("1")), ("c\nd".into(), 2, v("2"))]
+        );
+        assert_eq!(values("\"Q\"=1"), vec![("\"Q\"".into(), 1, v("1"))]);
+        assert_eq!(values("\u{feff}A=1\nB=2")[0].0, "\u{feff}A");
+        assert_eq!(values("\u{feff}# c\nA=1")[0], ("\u{feff}".into(), 1, None));
+        assert_eq!(values("A.B-C/D=1")[0].0, "A.B-C/D");
+    }
+
+    #[test]
+    fn skipped_statements_and_recovery() {
+        let cases = [
+            ("=x", Problem::NoKeyBeforeEquals),
+            ("export =1", Problem::NoKeyBeforeEquals),
+            ("export  \nA=1", Problem::ExportWithoutKey),
+            ("A B", Problem::TextAfterKey),
+            ("'k", Problem::UnclosedQuotedKey),
+            ("''=1", Problem::EmptyQuotedKey),
+            ("B='open", Problem::UnclosedValue(Quote::Single)),
+            ("C=\"open", Problem::UnclosedValue(Quote::Double)),
+            ("D=\"v\" junk", Problem::TextAfterValue),
+        ];
+        for (src, problem) in cases {
+            assert_eq!(problems(src), vec![(1, problem)], "{src:?}");
+        }
+        // A quoted key or value runs on to the next quote, lines away, as
+        // python-dotenv's regular expressions do; the skip then ends the
+        // line where parsing stopped.
+        assert_eq!(problems("'k\nB='v\nC=1"), vec![(1, Problem::TextAfterKey)]);
+        assert_eq!(values("'k\nB='v\nC=1"), vec![("C".into(), 3, v("1"))]);
+        // python-dotenv names the line where its statement began, blank lines
+        // included; this parser names the first line with text on it.
+        assert_eq!(problems("\n\n  A B\nC=1"), vec![(3, Problem::TextAfterKey)]);
+        assert_eq!(values("\n\n  A B\nC=1"), vec![("C".into(), 4, v("1"))]);
+    }
+
+    #[test]
+    fn duplicates_keep_the_first_position_and_the_last_value() {
+        let got = values("A=1\nB=${A}\nA=2\nC=${A}\nA");
+        assert_eq!(
+            got,
+            vec![
+                ("A".into(), 5, None),
+                ("B".into(), 2, v("1")),
+                ("C".into(), 4, v("2"))
+            ]
+        );
+        let mut buf = b"A=1\nB=2\nA=3\nA=4".to_vec();
+        let len = normalize_newlines(&mut buf);
+        let parsed = parse(std::str::from_utf8(&buf[..len]).unwrap());
+        assert_eq!(parsed.keys.len(), 2);
+        assert_eq!((parsed.keys[0].last, parsed.keys[0].count), (3, 3));
+        assert_eq!(parsed.duplicates(), vec![(0, vec![1, 3, 4])]);
+        assert_eq!(parsed.index.get("B"), Some(&1));
+    }
+
+    #[test]
+    fn interpolation_follows_python_dotenv() {
+        assert_eq!(one("A=x${EXT}y"), v("xexty"));
+        assert_eq!(one("A='x${EXT}y'"), v("xexty"));
+        assert_eq!(values_with("A=${EXT}", false)[0].2, v("${EXT}"));
+        let got =
+            values("A\nB=${A:-def}\nC=${EXT:-d}\nD=${NOPE:-d}\nE=${NOPE}\nF=${:-e}\nG=${X:y}");
+        let vals: Vec<_> = got.into_iter().map(|g| g.2).collect();
+        assert_eq!(
+            vals,
+            vec![None, v(""), v("ext"), v("d"), v(""), v("e"), v("${X:y}")]
+        );
+        assert_eq!(one("E=${E:-e}${E}"), v("e"));
+        assert_eq!(values("EXT=mine\nA=${EXT}")[1].2, v("mine"));
+        assert_eq!(one("A=${B${C}}"), v("}"));
+        assert_eq!(one("A=$${EXT}$"), v("$ext$"));
+        assert_eq!(one("A=${A:-x:-y}}"), v("x:-y}"));
+        assert_eq!(one("A=\"${EXT:-a\\tb}\\n\""), v("ext\n"));
+        assert_eq!(one("A=\"${NOPE:-a\\tb}\""), v("a\tb"));
+        assert_eq!(one("A=${:${EXT}"), v("${:ext"));
+        assert_eq!(one("A=${NOPE:-"), v("${NOPE:-"));
+    }
+
+    #[test]
+    fn undefined_references_are_listed_with_safe_names() {
+        let mut buf = b"A=${NOPE}${EXT}${B:-d}\nB=${not a name}\nC\nD=${C}".to_vec();
+        let len = normalize_newlines(&mut buf);
+        let text = std::str::from_utf8(&buf[..len]).unwrap();
+        let parsed = parse(text);
+        let mut env = |name: &str| (name == "EXT").then(|| Zeroizing::new(b"ext".to_vec()));
+        let res = resolve(text, &parsed, true, usize::MAX, &mut env).unwrap();
+        assert_eq!(
+            res.undefined,
+            vec![
+                Undefined {
+                    binding: 0,
+                    name: Some("NOPE".into())
+                },
+                Undefined {
+                    binding: 1,
+                    name: None
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn values_left_as_written_point_into_the_text() {
+        let text = "A=plain\nB='esc\\''\nC=${EXT}";
+        let parsed = parse(text);
+        let mut env = |_: &str| Some(Zeroizing::new(b"e".to_vec()));
+        let res = resolve(text, &parsed, true, usize::MAX, &mut env).unwrap();
+        assert_eq!(res.values[0], Some(Located::Text(2..7)));
+        assert!(matches!(res.values[1], Some(Located::Built(_))));
+        assert!(matches!(res.values[2], Some(Located::Built(_))));
+        assert_eq!(res.built_len, 5);
+    }
+
+    #[test]
+    fn interpolation_that_grows_past_the_limit_is_refused() {
+        let mut src = String::from("A0=xxxxxxxx\n");
+        for i in 1..40 {
+            src.push_str(&format!("A{i}=${{A{p}}}${{A{p}}}\n", p = i - 1));
+        }
+        let parsed = parse(&src);
+        let mut env = |_: &str| None;
+        let err = resolve(&src, &parsed, true, 1 << 20, &mut env).err();
+        assert_eq!(err, Some(TooLarge { binding: 17 }));
+    }
+
+    #[test]
+    fn references_match_the_regex() {
+        let find = |s: &str| {
+            let mut out = Vec::new();
+            references(s.as_bytes(), |r| out.push((r.whole, r.name, r.default)));
+            out
+        };
+        assert_eq!(find("${A}"), vec![(0..4, 2..3, None)]);
+        assert_eq!(
+            find("x${A:-d}y${B}"),
+            vec![(1..8, 3..4, Some(6..7)), (9..13, 11..12, None)]
+        );
+        assert_eq!(find("${A:b}${C}"), vec![(6..10, 8..9, None)]);
+        assert_eq!(find("${${${:${A}"), vec![(7..11, 9..10, None)]);
+        assert_eq!(find("${${${A}"), vec![(0..8, 2..7, None)]);
+        assert_eq!(find("${A:-x"), vec![]);
+        assert_eq!(find("${}"), vec![(0..3, 2..2, None)]);
+    }
+
+    #[test]
+    fn parsing_is_linear() {
+        // Shapes that make a naive scanner quadratic: many unclosed `${`,
+        // one quote that never closes, many statements.
+        let n = 200_000;
+        let dollars = format!("A={}", "${".repeat(n));
+        let refs = format!("A={}", "${x:".repeat(n));
+        let open = format!("A='{}", "x\n".repeat(n));
+        let many: String = (0..n).map(|i| format!("K{i}=v\n")).collect();
+        for src in [dollars, refs, open, many] {
+            let start = std::time::Instant::now();
+            let parsed = parse(&src);
+            let mut env = |_: &str| None;
+            resolve(&src, &parsed, true, usize::MAX, &mut env).unwrap();
+            assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,549 @@
+//! `DotenvFile`, the native half of the `EnvFile` provider: the file is read
+//! with `read(2)` straight into locked memory, parsed there by
+//! [`crate::dotenv`], and its values leave only into cells. Key names, line
+//! numbers and problems are public; messages never quote the file.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read};
+use std::ops::Range;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::PyKeyError;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedStr;
+use pyo3::types::PyTuple;
+use zeroize::Zeroizing;
+
+use crate::bindings::{CellOptions, CypherCell};
+use crate::dotenv::{self, InputError, Located};
+use crate::errors::{lock_message, Error};
+use crate::memory::{fork_generation, AllocError, Requested, SecretBuf};
+
+/// The first buffer for a file whose size is unknown in advance (a pipe).
+const PIPE_CHUNK: usize = 64 << 10;
+/// Stands for a `${...}` name that is not an identifier (see `Undefined`).
+const REDACTED: &str = "[REDACTED]";
+const GROWN: &str = "values grow over max_size once ${...} references are expanded";
+
+/// The file's bytes and the values built from them, all in locked memory.
+struct Buffers {
+    file: SecretBuf,
+    /// Where the parsed text lies in `file` (after a BOM that `utf-8-sig`
+    /// drops; newlines normalized in place).
+    text: Range<usize>,
+    /// Values that escapes or `${...}` changed.
+    built: Option<SecretBuf>,
+}
+
+impl Buffers {
+    fn copy(&self, at: &Located, dest: &mut [u8]) {
+        match at {
+            Located::Text(r) => {
+                let r = self.text.start + r.start..self.text.start + r.end;
+                self.file.with_bytes(|b| dest.copy_from_slice(&b[r]));
+            }
+            Located::Built(r) => match &self.built {
+                Some(built) => built.with_bytes(|b| dest.copy_from_slice(&b[r.clone()])),
+                None => debug_assert!(r.is_empty()),
+            },
+        }
+    }
+}
+
+struct KeyInfo {
+    name: Arc<str>,
+    /// The line whose value wins (the last binding).
+    line: usize,
+    value: Option<Located>,
+}
+
+/// A `.env` file read into locked memory. `keys()`, `line()`,
+/// `has_value()`, `problems()`, `duplicates()` and
+/// `undefined_references()` tell what it holds without any value;
+/// `cell(key)` copies one value into a new `CypherCell`. `close()` (also
+/// on drop) zeroes and frees the bytes; the names and lines stay readable.
+#[pyclass(frozen, module = "cypher_cell._native")]
+pub struct DotenvFile {
+    path: String,
+    mode: u32,
+    keys: Vec<KeyInfo>,
+    index: HashMap<Arc<str>, usize>,
+    problems: Vec<(usize, &'static str)>,
+    duplicates: Vec<(Arc<str>, Vec<usize>)>,
+    undefined: Vec<(Arc<str>, usize, String)>,
+    generation: u64,
+    buffers: Mutex<Option<Buffers>>,
+}
+
+struct FileBytes {
+    buf: SecretBuf,
+    len: usize,
+    mode: u32,
+    degraded: Option<AllocError>,
+}
+
+fn allocate(len: usize) -> Result<(SecretBuf, Option<AllocError>), Error> {
+    SecretBuf::allocate(Requested::Auto, len).map_err(Error::Lock)
+}
+
+fn open_error(path: &Path, shown: &str, e: &std::io::Error) -> Error {
+    let dangling = || {
+        path.symlink_metadata()
+            .is_ok_and(|m| m.file_type().is_symlink())
+    };
+    let why = match e.kind() {
+        ErrorKind::NotFound if dangling() => "a symbolic link to a missing file".to_string(),
+        ErrorKind::NotFound => "no such file".to_string(),
+        ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    Error::Provider(format!("env-file {shown}: cannot open: {why}"))
+}
+
+fn too_large(shown: &str, size: Option<u64>, max: usize) -> Error {
+    let size = size.map_or("the file".to_string(), |s| format!("{s} bytes"));
+    Error::Provider(format!(
+        "env-file {shown}: {size} is over max_size ({max} bytes)"
+    ))
+}
+
+fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match file.read(into) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            done => return done,
+        }
+    }
+}
+
+/// Reads the whole file into locked memory, growing the buffer (a fresh
+/// one each time; the old one is zeroed as it drops) only for files whose
+/// size is not known in advance or that grow while being read.
+fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
+    // Blocking open: python-dotenv reads FIFOs too (`<(sops -d .env)`).
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| open_error(path, shown, &e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::Provider(format!("env-file {shown}: cannot stat: {e}")))?;
+    if meta.is_dir() {
+        return Err(Error::Provider(format!(
+            "env-file {shown}: is a directory, not a file"
+        )));
+    }
+    let limit = max.saturating_add(1);
+    let mut capacity = if meta.is_file() {
+        if meta.len() > max as u64 {
+            return Err(too_large(shown, Some(meta.len()), max));
+        }
+        // One spare byte: filling it means the file grew after the stat.
+        meta.len() as usize + 1
+    } else {
+        PIPE_CHUNK.min(limit)
+    };
+    let (mut buf, mut degraded) = allocate(capacity)?;
+    let mut len = 0;
+    loop {
+        if len == capacity {
+            if capacity > max {
+                return Err(too_large(shown, None, max));
+            }
+            capacity = capacity.saturating_mul(2).min(limit);
+            let (bigger, d) = allocate(capacity)?;
+            degraded = degraded.or(d);
+            bigger.fill(|to| buf.with_bytes(|from| to[..len].copy_from_slice(&from[..len])));
+            buf = bigger;
+        }
+        let n = buf
+            .fill(|to| read_some(&file, &mut to[len..]))
+            .map_err(|e| Error::Provider(format!("env-file {shown}: cannot read: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        len += n;
+    }
+    Ok(FileBytes {
+        buf,
+        len,
+        mode: meta.mode(),
+        degraded,
+    })
+}
+
+/// True for `utf-8-sig` (drop a leading BOM), false for `utf-8`; any other
+/// encoding is refused by name.
+fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
+    let name: Option<String> = py
+        .import("codecs")?
+        .call_method1("lookup", (encoding,))
+        .and_then(|info| info.getattr("name")?.extract())
+        .ok();
+    match name.as_deref() {
+        Some("utf-8") => Ok(false),
+        Some("utf-8-sig") => Ok(true),
+        _ => Err(Error::Value(format!(
+            "encoding {encoding:?} is not supported: .env files are read as 'utf-8' or 'utf-8-sig'"
+        ))
+        .into()),
+    }
+}
+
+fn warn_unlocked(py: Python<'_>, shown: &str, cause: &AllocError) -> PyResult<()> {
+    let category = py
+        .import("cypher_cell.errors")?
+        .getattr("MemoryLockWarning")?;
+    let message = format!(
+        "{}; env-file {shown} is read into unlocked memory, which may be written to swap",
+        lock_message(cause)
+    );
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, &category, &message, 1)
+}
+
+/// An environment variable's value for `${NAME}`. Names that `os.environ`
+/// cannot hold are absent (glibc's getenv would match `A=B` against an
+/// entry `A=B=...`).
+fn env_value(name: &str) -> Option<Zeroizing<Vec<u8>>> {
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return None;
+    }
+    std::env::var_os(name).map(|v| Zeroizing::new(v.into_vec()))
+}
+
+fn syntax(shown: &str, line: usize, what: &str) -> Error {
+    Error::DotenvSyntax {
+        message: format!("env-file {shown}:{line}: {what}"),
+        path: shown.to_string(),
+        line,
+    }
+}
+
+impl DotenvFile {
+    fn parse(
+        py: Python<'_>,
+        read: FileBytes,
+        shown: String,
+        strip_bom: bool,
+        interpolate: bool,
+        max: usize,
+    ) -> PyResult<Self> {
+        let FileBytes { buf, len, mode, .. } = read;
+        let text = buf.fill(|bytes| {
+            let len = dotenv::normalize_newlines(&mut bytes[..len]);
+            let start = if strip_bom && bytes[..len].starts_with(dotenv::BOM) {
+                dotenv::BOM.len()
+            } else {
+                0
+            };
+            start..len
+        });
+        let mut degraded = None;
+        // The environment is read with the GIL held, so no Python thread
+        // changes it (os.putenv) meanwhile.
+        let parsed = buf.with_bytes(|bytes| {
+            let text = dotenv::check_text(&bytes[text.clone()]).map_err(|e| match e {
+                InputError::NotUtf8 { line } => syntax(&shown, line, "not valid UTF-8"),
+                InputError::Nul { line } => syntax(
+                    &shown,
+                    line,
+                    "a NUL byte (is this a binary file?); no environment variable can hold one",
+                ),
+            })?;
+            let parsed = dotenv::parse(text);
+            let mut env = env_value;
+            let res = dotenv::resolve(text, &parsed, interpolate, max, &mut env).map_err(|t| {
+                let line = parsed.bindings[t.binding].line;
+                syntax(&shown, line, &format!("{GROWN} ({max} bytes)"))
+            })?;
+            let built = if res.built_len > 0 {
+                let (built, d) = allocate(res.built_len)?;
+                degraded = d;
+                built.fill(|out| dotenv::build(text.as_bytes(), &res, out));
+                Some(built)
+            } else {
+                None
+            };
+            // `res` (and the environment values it read) is dropped, zeroed,
+            // when this closure returns.
+            Ok::<_, Error>((parsed, res.values, res.undefined, built))
+        });
+        let (parsed, values, undefined, built) = parsed?;
+        if let Some(cause) = &degraded {
+            warn_unlocked(py, &shown, cause)?;
+        }
+        let bindings = &parsed.bindings;
+        let keys = parsed
+            .keys
+            .iter()
+            .map(|k| KeyInfo {
+                name: k.name.clone(),
+                line: bindings[k.last].line,
+                value: values[k.last].clone(),
+            })
+            .collect();
+        let duplicates = parsed
+            .duplicates()
+            .into_iter()
+            .map(|(k, lines)| (parsed.keys[k].name.clone(), lines))
+            .collect();
+        let undefined = undefined
+            .into_iter()
+            .map(|u| {
+                let b = &bindings[u.binding];
+                let name = u.name.unwrap_or_else(|| REDACTED.into());
+                (parsed.keys[b.key].name.clone(), b.line, name)
+            })
+            .collect();
+        let problems = parsed
+            .skipped
+            .iter()
+            .map(|s| (s.line, s.problem.message()))
+            .collect();
+        Ok(DotenvFile {
+            path: shown,
+            mode,
+            keys,
+            index: parsed.index,
+            problems,
+            duplicates,
+            undefined,
+            generation: fork_generation(),
+            buffers: Mutex::new(Some(Buffers {
+                file: buf,
+                text,
+                built,
+            })),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Buffers>> {
+        // Nothing panics while holding it; the data stays valid regardless.
+        self.buffers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn info(&self, key: &str) -> PyResult<&KeyInfo> {
+        match self.index.get(key) {
+            Some(&i) => Ok(&self.keys[i]),
+            None => Err(PyKeyError::new_err(key.to_string())),
+        }
+    }
+
+    fn value_of(&self, key: &str) -> PyResult<&Located> {
+        let info = self.info(key)?;
+        info.value.as_ref().ok_or_else(|| {
+            Error::Value(format!(
+                "{key} has no value: env-file {}:{} has no '=' for it",
+                self.path, info.line
+            ))
+            .into()
+        })
+    }
+
+    fn check_readable(&self) -> PyResult<()> {
+        if self.generation != fork_generation() {
+            // A child of fork: the pages are zeroed or not mapped at all.
+            return Err(Error::Provider(format!(
+                "env-file {}: read before this process forked; children do not inherit secrets, \
+                 read the file again",
+                self.path
+            ))
+            .into());
+        }
+        if self.closed() {
+            return Err(self.closed_error().into());
+        }
+        Ok(())
+    }
+
+    fn make_cell(
+        &self,
+        py: Python<'_>,
+        at: &Located,
+        volatile: bool,
+        ttl_sec: Option<&Bound<'_, PyAny>>,
+        protection: &str,
+    ) -> PyResult<CypherCell> {
+        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        options.create(py, at.len(), |dest| {
+            let buffers = self.lock();
+            let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
+            buffers.copy(at, dest);
+            Ok::<(), Error>(())
+        })
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Value(format!(
+            "env-file {}: closed; its values have been wiped",
+            self.path
+        ))
+    }
+}
+
+#[pymethods]
+impl DotenvFile {
+    // max_size: 64 MiB, written out so that the text signature shows it.
+    #[new]
+    #[pyo3(signature = (path, *, encoding = "utf-8", interpolate = true, max_size = 67_108_864))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        encoding: &str,
+        interpolate: bool,
+        max_size: i64,
+    ) -> PyResult<Self> {
+        let strip_bom = strips_bom(py, encoding)?;
+        let max = usize::try_from(max_size).map_err(|_| {
+            Error::Value(format!("max_size must be 0 or more bytes, got {max_size}"))
+        })?;
+        let shown = path.display().to_string();
+        // The open may block (a FIFO waiting for its writer): let other
+        // Python threads run meanwhile.
+        let read = py.detach(|| read_file(&path, &shown, max))?;
+        if let Some(cause) = &read.degraded {
+            warn_unlocked(py, &shown, cause)?;
+        }
+        Self::parse(py, read, shown, strip_bom, interpolate, max)
+    }
+
+    /// The path as given.
+    #[getter]
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// `st_mode` of the file that was read (fstat of the open descriptor).
+    #[getter]
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.lock().is_none()
+    }
+
+    /// Every key, once, in the order of first appearance (duplicates keep
+    /// their first position and take their last value, as a Python dict).
+    fn keys(&self) -> Vec<&str> {
+        self.keys.iter().map(|k| &*k.name).collect()
+    }
+
+    /// `(key, line, has_value)` for every key, in the order of `keys()`:
+    /// what `keys()`, `line()` and `has_value()` tell, in one call.
+    fn entries(&self) -> Vec<(&str, usize, bool)> {
+        self.keys
+            .iter()
+            .map(|k| (&*k.name, k.line, k.value.is_some()))
+            .collect()
+    }
+
+    /// The line of the binding whose value the key has (the last one).
+    fn line(&self, key: &str) -> PyResult<usize> {
+        Ok(self.info(key)?.line)
+    }
+
+    /// False for a key written without `=` (None in python-dotenv).
+    fn has_value(&self, key: &str) -> PyResult<bool> {
+        Ok(self.info(key)?.value.is_some())
+    }
+
+    /// A new cell holding the key's value.
+    #[pyo3(signature = (key, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    fn cell(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        volatile: bool,
+        ttl_sec: Option<&Bound<'_, PyAny>>,
+        protection: &str,
+    ) -> PyResult<CypherCell> {
+        let at = self.value_of(key)?;
+        self.check_readable()?;
+        self.make_cell(py, at, volatile, ttl_sec, protection)
+    }
+
+    /// `cell()` for each key, all with the same policy, in one call; all or
+    /// nothing (cells already made are wiped if one fails).
+    #[pyo3(signature = (keys, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    fn cells(
+        &self,
+        py: Python<'_>,
+        keys: Vec<PyBackedStr>,
+        volatile: bool,
+        ttl_sec: Option<&Bound<'_, PyAny>>,
+        protection: &str,
+    ) -> PyResult<Vec<CypherCell>> {
+        let values = keys
+            .iter()
+            .map(|k| self.value_of(k))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.check_readable()?;
+        // A cell dropped on the way (an error) is wiped by its Drop.
+        values
+            .into_iter()
+            .map(|at| self.make_cell(py, at, volatile, ttl_sec, protection))
+            .collect()
+    }
+
+    /// `(line, message)` for each statement that was skipped, as
+    /// python-dotenv skips (and logs) it. Messages never quote the file.
+    fn problems(&self) -> Vec<(usize, &'static str)> {
+        self.problems.clone()
+    }
+
+    /// `(key, lines)` for each key bound more than once.
+    fn duplicates(&self) -> Vec<(&str, Vec<usize>)> {
+        self.duplicates
+            .iter()
+            .map(|(k, lines)| (&**k, lines.clone()))
+            .collect()
+    }
+
+    /// `(key, line, name)` for each `${name}` without a default that
+    /// neither the file (before it) nor the environment defines; it expands
+    /// to nothing. A name that is not an identifier is given as
+    /// `"[REDACTED]"`: such a `${...}` is more likely part of a secret.
+    fn undefined_references(&self) -> Vec<(&str, usize, &str)> {
+        self.undefined
+            .iter()
+            .map(|(k, line, name)| (&**k, *line, name.as_str()))
+            .collect()
+    }
+
+    /// Zeroes and frees the file's bytes and values. Safe to call again.
+    fn close(&self) {
+        let buffers = self.lock().take();
+        drop(buffers);
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        let state = if self.closed() { "closed" } else { "open" };
+        format!(
+            "<DotenvFile {:?} {} keys, {state}>",
+            self.path,
+            self.keys.len()
+        )
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<DotenvFile>()
+}

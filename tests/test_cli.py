@@ -1,0 +1,135 @@
+"""`cypher-cell check` and `cypher-cell show`, and the main job
+(`examples/demo.py`), run as a user would: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PLANTED = "PLANTED-VALUE-7f3a9c"
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cypher_cell", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write_env(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / ".env"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_check_lists_keys_and_lines_never_values(tmp_path: Path) -> None:
+    path = write_env(tmp_path, f"# config\nDB_PASSWORD={PLANTED}\nexport API_KEY='{PLANTED}'\nFLAG\n")
+    r = cli("check", str(path))
+    assert r.returncode == 0, r.stderr
+    assert PLANTED not in r.stdout + r.stderr
+    assert "3 keys" in r.stdout
+    assert "line    2  DB_PASSWORD" in r.stdout
+    assert "line    3  API_KEY" in r.stdout
+    assert "FLAG" in r.stdout and "no value" in r.stdout
+    assert "no problems" in r.stdout
+
+
+def test_check_reports_every_kind_of_problem_with_line_numbers(tmp_path: Path) -> None:
+    path = write_env(
+        tmp_path,
+        f"A={PLANTED}\nB=${{NOT_DEFINED_ANYWHERE_X}}\nC='${{IN_SINGLE_QUOTES}}'\nA=again\n"
+        f'D="unterminated {PLANTED}\n',
+        mode=0o644,
+    )
+    r = cli("check", str(path))
+    assert r.returncode == 1
+    out = r.stdout
+    assert PLANTED not in out + r.stderr
+    assert f"{path}:4: A is defined again (also line 1)" in out
+    assert f"{path}:2: B refers to ${{NOT_DEFINED_ANYWHERE_X}}" in out
+    # python-dotenv (the oracle) interpolates single-quoted values too.
+    assert f"{path}:3: C refers to ${{IN_SINGLE_QUOTES}}" in out
+    assert f"{path}:5:" in out
+    assert "mode 0644" in out
+
+
+def test_check_json(tmp_path: Path) -> None:
+    path = write_env(tmp_path, f"X={PLANTED}\n")
+    r = cli("check", "--json", str(path))
+    assert r.returncode == 0
+    data = json.loads(r.stdout)
+    assert data["ok"] is True
+    assert data["keys"] == [{"key": "X", "line": 1, "has_value": True}]
+    assert PLANTED not in r.stdout
+
+
+def test_check_missing_file_and_directory(tmp_path: Path) -> None:
+    r = cli("check", str(tmp_path / "nope.env"))
+    assert r.returncode == 1 and "nope.env" in r.stderr
+    r = cli("check", str(tmp_path))
+    assert r.returncode == 1 and str(tmp_path) in r.stderr
+
+
+def test_check_defaults_to_dot_env_in_the_current_directory(tmp_path: Path) -> None:
+    write_env(tmp_path, "K=v\n")
+    r = cli("check", cwd=tmp_path)
+    assert r.returncode == 0 and "K" in r.stdout
+
+
+def test_show_prints_keys_sources_and_protection_redacted(tmp_path: Path) -> None:
+    path = write_env(tmp_path, f"DB_PASSWORD={PLANTED}\n")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "stripe").write_text(PLANTED)
+    r = cli(
+        "show",
+        "--env-file",
+        str(path),
+        "--secrets-dir",
+        str(secrets),
+        "--environ-prefix",
+        "CCSHOW_",
+        env={"CCSHOW_TOKEN": PLANTED},
+    )
+    assert r.returncode == 0, r.stderr
+    assert PLANTED not in r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["key", "source", "policy", "protection", "value"]
+    assert any(line.split()[:2] == ["DB_PASSWORD", "env-file"] for line in lines)
+    assert any(line.split()[:2] == ["stripe", "secrets-dir"] for line in lines)
+    assert any(line.split()[:3] == ["TOKEN", "environ", "CCSHOW_TOKEN"] for line in lines)
+    assert all(line.endswith("[REDACTED]") for line in lines[1:])
+
+
+def test_show_missing_required_key_fails_by_name(tmp_path: Path) -> None:
+    path = write_env(tmp_path, "A=1\n")
+    r = cli("show", "--env-file", str(path), "--required", "MUST_HAVE")
+    assert r.returncode == 1
+    assert "MUST_HAVE" in r.stderr
+
+
+def test_main_job_demo_runs_and_redacts() -> None:
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "correct horse" not in r.stdout and "sk-demo" not in r.stdout
+    assert "DB_PASSWORD" in r.stdout and "ttl 300s" in r.stdout
+    assert "every cell wiped: True" in r.stdout
+    assert r.stderr == ""
