@@ -2,7 +2,7 @@
 # Each target sets up what it needs, so a fresh clone on a fresh machine works.
 
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip --disable-pip-version-check --root-user-action=ignore
+PIP := PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip --disable-pip-version-check
 APT_PACKAGES_BENCH := libsodium23
 # A real Secret Service for the keyring tests (started by the tests' fixture).
 APT_PACKAGES_TEST := dbus gnome-keyring
