@@ -197,11 +197,11 @@ pub struct CypherCell {
 struct Owner(Arc<Cell>);
 
 impl ExposureOwner for Owner {
-    fn exposure_closed(&self) {
-        self.0.exposure_closed();
+    fn open(&self) -> PyResult<Arc<memory::SecretBuf>> {
+        Ok(self.0.open_exposure().map_err(Error::from)?)
     }
-    fn unpin(&self) {
-        self.0.unpin();
+    fn close(&self) {
+        self.0.close_exposure();
     }
 }
 
@@ -328,8 +328,10 @@ impl CypherCell {
     /// A context manager yielding a read-only memoryview of the secret in
     /// place. Burns a volatile cell when the block ends.
     fn expose(&self) -> PyResult<Exposure> {
-        let buf = self.cell.pin().map_err(Error::from)?;
-        Ok(Exposure::new(buf, Arc::new(Owner(self.cell.clone()))))
+        // Refuse at once for a cell that can no longer be read; the volatile
+        // burn and the claim on the bytes happen when the block is entered.
+        self.cell.peek(|_| ()).map_err(Error::from)?;
+        Ok(Exposure::new(Arc::new(Owner(self.cell.clone()))))
     }
 
     /// Zeroes and frees the secret now. Safe to call more than once.

@@ -38,7 +38,7 @@ pub enum Refused {
 struct State {
     buf: Option<Arc<SecretBuf>>,
     status: Status,
-    /// Open `expose()` pins; the memory stays mapped while any is open.
+    /// Open `with cell.expose()` blocks; the reaper waits for them.
     pins: u32,
 }
 
@@ -160,9 +160,10 @@ impl Cell {
         Ok(buf.with_bytes(f))
     }
 
-    /// Opens an exposure: the bytes stay mapped until `unpin`. Counts as the
-    /// read of a volatile cell, which is burned when the exposure closes.
-    pub fn pin(&self) -> Result<Arc<SecretBuf>, Refused> {
+    /// Opens an exposure (a `with` block): until `close_exposure`, the
+    /// reaper leaves the bytes alone. Counts as the read of a volatile cell,
+    /// which is burned when the block closes.
+    pub fn open_exposure(&self) -> Result<Arc<SecretBuf>, Refused> {
         let mut state = self.readable()?;
         let buf = state.buf.clone().expect("a live cell holds its bytes");
         state.pins += 1;
@@ -173,26 +174,18 @@ impl Cell {
         Ok(buf)
     }
 
-    /// The `with` block of an exposure ended: a burned or wiped cell is
-    /// zeroed now, even if views made from it linger.
-    pub fn exposure_closed(&self) {
-        if !self.is_current() {
-            return;
-        }
-        let mut state = self.state();
-        if state.status != Status::Live {
-            let status = state.status;
-            state.end(status);
-        }
-    }
-
-    /// The last view of an exposure is gone.
-    pub fn unpin(&self) {
+    /// An exposure's `with` block ended: a burned, wiped or expired cell is
+    /// zeroed now, even if views made from it linger (they see zeros; the
+    /// memory stays mapped while they exist).
+    pub fn close_exposure(&self) {
         if !self.is_current() {
             return;
         }
         let mut state = self.state();
         state.pins = state.pins.saturating_sub(1);
+        if state.status == Status::Live && self.deadline.is_some_and(|d| Instant::now() >= d) {
+            state.status = Status::Expired;
+        }
         if state.status != Status::Live {
             let status = state.status;
             state.end(status);
@@ -207,8 +200,9 @@ impl Cell {
     }
 
     /// Called by the reaper thread at the deadline. The bytes are zeroed now
-    /// unless an exposure is open: Python code may be reading them through a
-    /// view without our lock, so they are zeroed when it closes instead.
+    /// unless a `with cell.expose()` block is open: Python code may be
+    /// reading them through a view without our lock, so they are zeroed when
+    /// the block closes instead.
     pub fn expire_if_due(&self, now: Instant) {
         if !self.is_current() || self.deadline.is_none_or(|d| now < d) {
             return;
@@ -388,8 +382,8 @@ mod tests {
     #[test]
     fn reaper_zeroes_untouched_cell() {
         let c = cell(b"reap-me", false, Some(Duration::from_millis(20)));
-        let buf = c.pin().unwrap();
-        c.unpin(); // keep a handle to observe the bytes without the cell's API
+        let buf = c.open_exposure().unwrap();
+        c.close_exposure(); // keep a handle to observe the bytes without the cell's API
         std::thread::sleep(Duration::from_millis(120));
         assert_eq!(
             c.state().status,
@@ -402,11 +396,14 @@ mod tests {
     #[test]
     fn pinned_bytes_survive_wipe_as_zeros_until_unpinned() {
         let c = cell(b"pinned", false, None);
-        let buf = c.pin().unwrap();
+        let buf = c.open_exposure().unwrap();
         c.wipe();
         assert!(buf.with_bytes(|b| b.iter().all(|&x| x == 0)));
-        assert!(c.state().buf.is_some(), "memory kept while pinned");
-        c.unpin();
+        assert!(
+            c.state().buf.is_some(),
+            "memory kept while the block is open"
+        );
+        c.close_exposure();
         assert!(c.state().buf.is_none());
     }
 }

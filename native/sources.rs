@@ -15,17 +15,22 @@ use crate::errors::Error;
 use crate::memory::{pybytes, sys};
 
 /// Overwrites what this process still holds of an environment variable's
-/// value: the `bytes` object in `os.environ`'s storage (when given) and
-/// every `NAME=value` string of the C environment (the initial block that
-/// `/proc/self/environ` shows, or a `setenv` copy). Returns what was zeroed.
+/// value: the `bytes` object in `os.environ`'s storage (only if nothing else
+/// refers to it) and every `NAME=value` string of the C environment (the
+/// initial block that `/proc/self/environ` shows, or a `setenv` copy).
+/// Returns what was zeroed. The caller then removes the variable.
 #[pyfunction]
-#[pyo3(signature = (name, stored = None))]
-fn scrub_environ<'py>(
-    py: Python<'py>,
-    name: &str,
-    stored: Option<&Bound<'py, PyBytes>>,
-) -> PyResult<Bound<'py, PyDict>> {
-    let zeroed_stored = stored.is_some_and(pybytes::zero_bytes_in_place);
+fn scrub_environ<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
+    let environ = py.import("os")?.getattr("environ")?;
+    let key = environ.call_method1("encodekey", (name,))?;
+    let storage = environ.getattr("_data")?.cast_into::<PyDict>()?;
+    let stored = storage.get_item(&key)?;
+    // Referred to by the dict and by `stored` here, and nothing else.
+    let zeroed_stored = stored
+        .as_ref()
+        .and_then(|v| v.cast::<PyBytes>().ok())
+        .is_some_and(|v| pybytes::zero_bytes_in_place(v, 2));
+    drop(stored);
     let zeroed_c = sys::zero_environ_value(name.as_bytes());
     let out = PyDict::new(py);
     out.set_item("os_environ", zeroed_stored)?;

@@ -10,8 +10,18 @@ import traceback
 import weakref
 
 import pytest
+from kernel import cell_address
 
 from cypher_cell import CellExpiredError, CellWipedError, CypherCell, CypherCellError
+
+
+def ctypes_read(address: int, length: int) -> bytes:
+    """Reads our own memory at `address` (the slot stays mapped: the class
+    keeps a spare arena), bypassing the library."""
+    import ctypes
+
+    return ctypes.string_at(address, length)
+
 
 SECRET = b"SK-7721-9904-1234"
 
@@ -187,11 +197,67 @@ def test_expose_refuses_writable_export() -> None:
 
     from kernel import _get_buffer, _PyBuffer
 
-    exposure = CypherCell(SECRET).expose()
-    assert memoryview(exposure).readonly
-    py_buf_writable = 0x0001
-    with pytest.raises(BufferError, match="read-only"):
-        _get_buffer(exposure, ctypes.byref(_PyBuffer()), py_buf_writable)
+    cell = CypherCell(SECRET)
+    exposure = cell.expose()
+    with exposure as view:
+        assert view.readonly
+        py_buf_writable = 0x0001
+        with pytest.raises(BufferError, match="read-only"):
+            _get_buffer(exposure, ctypes.byref(_PyBuffer()), py_buf_writable)
+
+
+def test_an_exposure_is_readable_only_inside_its_block() -> None:
+    cell = CypherCell(SECRET)
+    exposure = cell.expose()
+    with pytest.raises(BufferError, match="only inside"):
+        memoryview(exposure)  # made but not entered
+    with exposure as view:
+        assert len(view) == len(SECRET)
+    with pytest.raises(BufferError, match="only inside"):
+        memoryview(exposure)  # after the block
+    with pytest.raises(RuntimeError, match="opens once"), exposure:
+        pass
+
+
+def test_an_unentered_or_finished_exposure_does_not_hold_up_the_ttl() -> None:
+    import time
+
+    cell = CypherCell(SECRET, ttl_sec=0.1, protection="locked")
+    address = cell_address(cell)
+    unentered = cell.expose()
+    finished = cell.expose()
+    with finished:
+        pass
+    time.sleep(0.3)
+    assert cell.wiped
+    with pytest.raises(CellExpiredError):
+        unentered.__enter__()
+    assert ctypes_read(address, len(SECRET)) == bytes(len(SECRET))
+    del unentered, finished
+
+
+def test_a_volatile_cell_is_burned_by_entering_not_by_making_the_exposure() -> None:
+    otp = CypherCell(b"492817", volatile=True)
+    made = otp.expose()
+    assert not otp.wiped
+    assert otp.reveal() == b"492817"  # the one read
+    with pytest.raises(CellWipedError):
+        made.__enter__()
+    del made
+
+
+def test_an_abandoned_open_exposure_is_collected_and_releases_the_cell() -> None:
+    import gc
+
+    from cypher_cell._native import _pool_stats
+
+    before = _pool_stats()["live_cells"]
+    for _ in range(200):
+        cell = CypherCell(SECRET)
+        cell.expose().__enter__()  # entered, never exited, dropped
+        del cell
+    gc.collect()
+    assert _pool_stats()["live_cells"] <= before
 
 
 def test_volatile_burns_after_one_reveal() -> None:

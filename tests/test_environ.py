@@ -133,3 +133,30 @@ def test_control_the_usual_ways_leave_copies(how: str, minimum: int) -> None:
         assert scan_memory(child.pid, secret_forms(secret)).copies >= minimum
     finally:
         child.finish()
+
+
+def test_a_shared_bytes_value_is_not_zeroed_under_its_other_holders() -> None:
+    """os.environb[k] = CONSTANT stores the caller's own object: zeroing it
+    in place would change the constant. The scrub leaves it (and says so)."""
+    constant = b"shared-constant-value"
+    os.environb[b"CC_SHARED"] = constant
+    store = load_secrets(Environ(["CC_SHARED"]))
+    assert store["CC_SHARED"] == b"shared-constant-value"
+    assert constant == b"shared-constant-value"
+    assert "CC_SHARED" not in os.environ
+
+
+def test_listing_and_loading_never_decode_a_value_into_a_str(monkeypatch: pytest.MonkeyPatch) -> None:
+    os.environ["CC_LISTED"] = "listed-value"
+    decoded: list[object] = []
+    real = os.environ.decodevalue  # type: ignore[attr-defined]
+
+    def counting(value: bytes) -> str:
+        decoded.append(None)
+        return str(real(value))
+
+    monkeypatch.setattr(os.environ, "decodevalue", counting)
+    assert Environ(["CC_LISTED", "CC_ABSENT"]).offered_keys() == ["CC_LISTED"]
+    store = load_secrets(Environ(["CC_LISTED"]))
+    assert len(store) == 1
+    assert decoded == []

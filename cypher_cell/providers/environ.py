@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Sequence
+from typing import cast
 
 from cypher_cell import _native
 from cypher_cell._native import CypherCell
@@ -41,7 +42,8 @@ class Environ(Provider):
 
     def offered_keys(self) -> Collection[str] | None:
         if self._keys is not None:
-            return [k for k in self._keys if self._prefix + k in os.environ]
+            # Not `name in os.environ`: that decodes the value into a str.
+            return [k for k in self._keys if _stored_value(self._prefix + k) is not None]
         if self._prefix:
             n = len(self._prefix)
             return [name[n:] for name in os.environ if name.startswith(self._prefix) and len(name) > n]
@@ -59,9 +61,12 @@ class Environ(Provider):
                 cell = CypherCell(stored, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
                 loaded[key] = Loaded(cell, f"environ {name}")
                 if self._scrub:
-                    _native.scrub_environ(name, stored)
-                    del stored
-                    os.environ.pop(name, None)  # unsetenv + drop the (zeroed) bytes
+                    del stored  # the scrub zeroes the bytes only if nothing else holds them
+                    _native.scrub_environ(name)
+                    # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
+                    # which would decode the value into a str first.
+                    os.unsetenv(name)
+                    _storage().pop(_encoded(name), None)
         except BaseException:
             for entry in loaded.values():
                 entry.cell.wipe()
@@ -69,11 +74,20 @@ class Environ(Provider):
         return loaded
 
 
+def _storage() -> dict[bytes, bytes]:
+    """os.environ's own storage: encoded names to `bytes` values."""
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict) or not hasattr(os.environ, "encodekey"):
+        raise ProviderError("environ: os.environ has been replaced; cannot read values without copying")
+    return data
+
+
+def _encoded(name: str) -> bytes:
+    """`name` as os.environ's storage keys it."""
+    return cast(bytes, os.environ.encodekey(name))
+
+
 def _stored_value(name: str) -> bytes | None:
     """The `bytes` object os.environ keeps for `name` (not a decoded copy)."""
-    data = getattr(os.environ, "_data", None)
-    encode = getattr(os.environ, "encodekey", None)
-    if not isinstance(data, dict) or encode is None:
-        raise ProviderError("environ: os.environ has been replaced; cannot read values without copying")
-    value = data.get(encode(name))
+    value = _storage().get(_encoded(name))
     return value if isinstance(value, bytes) else None

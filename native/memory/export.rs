@@ -1,66 +1,126 @@
 //! `Exposure`: the object behind `with cell.expose() as view:`. It exports
 //! the secret's bytes to Python through the buffer protocol — read-only, in
-//! place, no copy — and holds the memory (an `Arc<SecretBuf>`) for as long as
-//! any view of it exists, so a view can never point at freed or reused
-//! memory.
+//! place, no copy — only inside the `with` block, and holds the memory (an
+//! `Arc<SecretBuf>`) for as long as any view of it exists, so a view can
+//! never point at freed or reused memory. An exposure that was made but not
+//! entered, or whose block has ended, holds no claim on the secret: the
+//! reaper and burn-after-read are not held up by it.
 
 use std::os::raw::{c_int, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyBufferError, PyRuntimeError};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::PyMemoryView;
+use pyo3::types::{PyMemoryView, PyWeakrefReference};
 
 use super::secret::SecretBuf;
+use super::sys;
 
-/// What the exposure tells the cell it came from.
+/// The cell an exposure reads from.
 pub trait ExposureOwner: Send + Sync {
-    /// The `with` block ended (volatile cells are burned now).
-    fn exposure_closed(&self);
-    /// No view of the bytes remains.
-    fn unpin(&self);
+    /// The `with` block starts: the cell checks it may be read (a volatile
+    /// cell is burned by this), counts an open exposure and hands over its
+    /// bytes.
+    fn open(&self) -> PyResult<Arc<SecretBuf>>;
+    /// The `with` block ended (or the exposure was dropped while open): a
+    /// burned, wiped or expired cell is zeroed now.
+    fn close(&self);
+}
+
+enum Phase {
+    /// Made by `expose()`; holds nothing yet.
+    Fresh,
+    /// Inside the `with` block. `view` is a weak reference, so the view and
+    /// this object do not keep each other alive.
+    Open {
+        buf: Arc<SecretBuf>,
+        view: Option<Py<PyWeakrefReference>>,
+    },
+    /// After the block. Views derived from the block's view may outlive it:
+    /// the bytes stay mapped (the Arc) until this object goes, which CPython
+    /// delays until the last of them is released.
+    Closed { _kept: Option<Arc<SecretBuf>> },
 }
 
 #[pyclass(frozen, module = "cypher_cell._native", name = "Exposure")]
 pub struct Exposure {
-    buf: Arc<SecretBuf>,
     owner: Arc<dyn ExposureOwner>,
-    view: Mutex<Option<Py<PyMemoryView>>>,
+    generation: u64,
+    phase: Mutex<Phase>,
 }
 
 impl Exposure {
-    /// `buf` must be the pinned bytes of `owner`, pinned once for this exposure.
-    pub fn new(buf: Arc<SecretBuf>, owner: Arc<dyn ExposureOwner>) -> Self {
+    pub fn new(owner: Arc<dyn ExposureOwner>) -> Self {
         Exposure {
-            buf,
             owner,
-            view: Mutex::new(None),
+            generation: sys::fork_generation(),
+            phase: Mutex::new(Phase::Fresh),
         }
+    }
+
+    fn phase(&self) -> MutexGuard<'_, Phase> {
+        self.phase.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 #[pymethods]
 impl Exposure {
     fn __enter__(slf: Bound<'_, Self>) -> PyResult<Bound<'_, PyMemoryView>> {
-        let mut slot = slf.get().view.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_some() {
-            return Err(PyRuntimeError::new_err("this exposure is already open"));
+        let this = slf.get();
+        {
+            let mut phase = this.phase();
+            if !matches!(*phase, Phase::Fresh) {
+                return Err(PyRuntimeError::new_err(
+                    "an exposure opens once: call cell.expose() again for another block",
+                ));
+            }
+            *phase = Phase::Open {
+                buf: this.owner.open()?,
+                view: None,
+            };
         }
-        let view = PyMemoryView::from(slf.as_any())?;
-        *slot = Some(view.clone().unbind());
+        // No lock held here: making the view calls __getbuffer__ (and may
+        // run the garbage collector).
+        let view = match PyMemoryView::from(slf.as_any()) {
+            Ok(view) => view,
+            Err(e) => {
+                *this.phase() = Phase::Closed { _kept: None };
+                this.owner.close();
+                return Err(e);
+            }
+        };
+        let weak = PyWeakrefReference::new(view.as_any())?.unbind();
+        if let Phase::Open { view: slot, .. } = &mut *this.phase() {
+            *slot = Some(weak);
+        }
         Ok(view)
     }
 
     #[pyo3(signature = (*_exc))]
     fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        let view = self.view.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(view) = view {
-            // Fails with BufferError if someone exported the view again; the
-            // memory is still held until that export goes, so ignore it.
-            let _ = view.bind(py).call_method0("release");
+        let view = {
+            let mut phase = self.phase();
+            match std::mem::replace(&mut *phase, Phase::Closed { _kept: None }) {
+                Phase::Open { buf, view } => {
+                    *phase = Phase::Closed { _kept: Some(buf) };
+                    Some(view)
+                }
+                other => {
+                    *phase = other;
+                    None
+                }
+            }
+        };
+        let Some(view) = view else {
+            return false;
+        };
+        if let Some(view) = view.and_then(|w| w.bind(py).upgrade()) {
+            // Fails with BufferError if the view was exported again; the
+            // memory stays held until that export goes, so ignore it.
+            let _ = view.call_method0("release");
         }
-        self.owner.exposure_closed();
+        self.owner.close();
         false
     }
 
@@ -77,23 +137,29 @@ impl Exposure {
         if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
             return Err(PyBufferError::new_err("an exposed secret is read-only"));
         }
-        let buf = &slf.get().buf;
-        let len = ffi::Py_ssize_t::try_from(buf.len())
+        let this = slf.get();
+        if this.generation != sys::fork_generation() {
+            return Err(PyBufferError::new_err(
+                "this exposure was made before the process forked; children do not inherit secrets",
+            ));
+        }
+        let (ptr, len) = match &*this.phase() {
+            Phase::Open { buf, .. } => (buf.as_ptr(), buf.len()),
+            _ => {
+                return Err(PyBufferError::new_err(
+                    "the secret is readable only inside `with cell.expose() as view:`",
+                ))
+            }
+        };
+        let len = ffi::Py_ssize_t::try_from(len)
             .map_err(|_| PyBufferError::new_err("secret too large to export"))?;
-        // SAFETY: CPython hands us a valid Py_buffer to fill. `buf` points at
-        // `len` bytes that stay mapped while this object (which owns an Arc of
-        // them) is alive; PyBuffer_FillInfo stores a new reference to it in
-        // `view.obj`, so it outlives every view. readonly=1 makes the call
-        // refuse PyBUF_WRITABLE requests.
+        // SAFETY: CPython hands us a valid Py_buffer to fill. `ptr` points at
+        // `len` bytes owned by the Arc<SecretBuf> in `phase`, which this
+        // object keeps (Open, then Closed) until it is dropped; PyBuffer_FillInfo
+        // stores a new reference to this object in `view.obj`, so it outlives
+        // every view. readonly=1 makes the call refuse writable requests.
         let rc = unsafe {
-            ffi::PyBuffer_FillInfo(
-                view,
-                slf.as_ptr(),
-                buf.as_ptr() as *mut c_void,
-                len,
-                1,
-                flags,
-            )
+            ffi::PyBuffer_FillInfo(view, slf.as_ptr(), ptr as *mut c_void, len, 1, flags)
         };
         if rc != 0 {
             return Err(PyErr::fetch(slf.py()));
@@ -110,6 +176,10 @@ impl Exposure {
 
 impl Drop for Exposure {
     fn drop(&mut self) {
-        self.owner.unpin();
+        // Entered but never exited (a manual __enter__): close it now.
+        let phase = self.phase.get_mut().unwrap_or_else(|e| e.into_inner());
+        if matches!(phase, Phase::Open { .. }) && self.generation == sys::fork_generation() {
+            self.owner.close();
+        }
     }
 }

@@ -182,6 +182,9 @@ impl Arena {
 
     /// Frees a slot; returns whether the arena is now empty.
     fn free(&mut self, class: usize, index: usize) -> bool {
+        if self.used[index / 64] & (1 << (index % 64)) == 0 {
+            corruption_abort(); // a double free: the slot is not in use
+        }
         let ptr = self.slot_ptr(index);
         let data_len = CLASSES[class];
         // SAFETY: the slot is in use (its owner is handing it back), so its
@@ -230,7 +233,12 @@ pub fn corruption_abort() -> ! {
     // The one place we stop the process: a canary no longer matches, so
     // something wrote past a secret's end. Continuing would trust corrupted
     // memory; unwinding across the FFI boundary could not be handled safely.
-    eprintln!("cypher_cell: memory corruption detected (slot canary mismatch); aborting");
+    // Not eprintln!: it panics if stderr is a closed pipe.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "cypher_cell: memory corruption detected (slot canary or bookkeeping mismatch); aborting"
+    );
     std::process::abort();
 }
 

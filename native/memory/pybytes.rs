@@ -7,16 +7,14 @@ use pyo3::types::PyBytes;
 
 use super::sys;
 
-/// Overwrites the contents of `obj` with zeros. Refuses (returns false) for
-/// objects shorter than 2 bytes: CPython shares the empty and one-byte
-/// `bytes` objects process-wide, so zeroing one would corrupt every user.
-///
-/// The caller must be about to drop its last use of the object (it is
-/// immutable to every other Python code that may hold it, which will now see
-/// zeros).
-pub fn zero_bytes_in_place(obj: &Bound<'_, PyBytes>) -> bool {
+/// Overwrites the contents of `obj` with zeros, but only when nothing but
+/// its container and the caller refer to it (`expected_refs` counts them):
+/// a `bytes` is immutable, and any other holder — a function's constant, a
+/// dict key, CPython's shared empty and one-byte objects, an immortal
+/// object — must not see it change. Returns whether it zeroed.
+pub fn zero_bytes_in_place(obj: &Bound<'_, PyBytes>, expected_refs: isize) -> bool {
     let len = obj.as_bytes().len();
-    if len < 2 {
+    if len < 2 || !obj.is_exact_instance_of::<PyBytes>() || obj.get_refcnt() != expected_refs {
         return false;
     }
     // SAFETY: PyBytes_AsString returns the object's internal buffer of `len`

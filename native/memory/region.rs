@@ -73,6 +73,8 @@ pub struct Region {
     total_len: usize,
     data_len: usize,
     tier: Tier,
+    /// The fork hook's record of a secretmem window.
+    window: Option<usize>,
 }
 
 // SAFETY: a Region is an address range owned by exactly one owner; the
@@ -91,13 +93,17 @@ impl Region {
         let data_len = pages.checked_mul(page).ok_or(overflow)?;
         let total_len = data_len.checked_add(2 * page).ok_or(overflow)?;
         let base = sys::reserve(total_len)?;
-        let region = Region {
+        let mut region = Region {
             base,
             total_len,
             data_len,
             tier,
+            window: None,
         };
         region.open(lock_now)?; // on error `region` is dropped and unmapped
+        if tier == Tier::Secretmem {
+            region.window = sys::register_window(region.data(), region.data_len);
+        }
         Ok(region)
     }
 
@@ -154,6 +160,9 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
+        if let Some(slot) = self.window.take() {
+            sys::unregister_window(slot);
+        }
         // SAFETY: the owner holds no references into the region any more (it
         // is being dropped); a failure leaves the mapping in place, which is
         // safe, merely leaked.

@@ -68,7 +68,11 @@ pub struct SecretBuf {
     access: Mutex<()>,
 }
 
-// SAFETY: the bytes are only touched under `access`; `home` is plain data.
+// SAFETY: Rust code touches the bytes only under `access`; `home` is plain
+// data. The one exception is the buffer export (`export.rs`): Python code
+// reads an open exposure's bytes without the lock, while `wipe()` (run with
+// the GIL held, so not concurrently with Python readers) may zero them; the
+// reaper defers zeroing while an exposure is open.
 unsafe impl Send for SecretBuf {}
 // SAFETY: as above.
 unsafe impl Sync for SecretBuf {}

@@ -11,7 +11,7 @@ compile_error!("cypher_cell's memory engine is implemented for Linux only so far
 use std::fmt;
 use std::io;
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// A failed system call: which one, and the errno it returned.
@@ -295,9 +295,60 @@ pub fn dumpable() -> SysResult<bool> {
 /// may be held by threads that do not exist in the child).
 static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Secretmem windows currently mapped, as (address, length) pairs. A forked
+/// child does not inherit them (MADV_DONTFORK), which would leave holes
+/// where a view made before the fork still points and where a new mapping
+/// could land; the fork hook fills them with PROT_NONE instead. A fixed,
+/// lock-free table, because the hook runs where no lock may be taken.
+const WINDOW_SLOTS: usize = 1024;
+static WINDOW_ADDR: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
+static WINDOW_LEN: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
+
+/// Records a secretmem window; `None` when the table is full (the window is
+/// then not re-reserved in children: an accepted, documented limit).
+pub fn register_window(addr: NonNull<u8>, len: usize) -> Option<usize> {
+    let addr = addr.as_ptr() as usize;
+    for (slot, cell) in WINDOW_ADDR.iter().enumerate() {
+        if cell
+            .compare_exchange(0, addr, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            WINDOW_LEN[slot].store(len, Ordering::SeqCst);
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Forgets a window: call before unmapping it.
+pub fn unregister_window(slot: usize) {
+    WINDOW_LEN[slot].store(0, Ordering::SeqCst);
+    WINDOW_ADDR[slot].store(0, Ordering::SeqCst);
+}
+
 extern "C" fn after_fork_in_child() {
-    // Async-signal-safe: one atomic add.
+    // Runs in the child right after fork: atomics and raw syscalls only.
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
+    for slot in 0..WINDOW_SLOTS {
+        let addr = WINDOW_ADDR[slot].load(Ordering::SeqCst);
+        let len = WINDOW_LEN[slot].load(Ordering::SeqCst);
+        if addr != 0 && len != 0 {
+            // SAFETY: the range was our secretmem window in the parent and is
+            // unmapped here (MADV_DONTFORK); nothing in the child can refer
+            // to it but stale views, which now fault instead of reading
+            // whatever a later mapping would put there.
+            unsafe {
+                libc::mmap(
+                    addr as *mut libc::c_void,
+                    len,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+        }
+    }
 }
 
 pub fn fork_generation() -> u64 {
