@@ -82,11 +82,16 @@ def _run_check(args: argparse.Namespace) -> int:
             json.dumps({"file": args.file, "keys": keys, "problems": problems, "ok": not problems}, indent=2)
         )
         return 1 if problems else 0
-    print(f"{args.file}: {len(keys)} keys")
-    width = max((len(str(k["key"])) for k in keys), default=3)
-    for k in keys:
-        note = "" if k["has_value"] else "  (no value: KEY without '=')"
-        print(f"  line {k['line']:>4}  {str(k['key']).ljust(width)}{note}".rstrip())
+    named = [k for k in keys if k["has_value"]]
+    bare = [k for k in keys if not k["has_value"]]
+    print(f"{args.file}: {len(named)} keys")
+    width = max((len(str(k["key"])) for k in named), default=3)
+    for k in named:
+        print(f"  line {k['line']:>4}  {str(k['key']).ljust(width)}".rstrip())
+    for k in bare:
+        # A line without '=' is often a line of an unquoted multi-line value
+        # (a PEM key, say): its text is not shown.
+        print(f"  line {k['line']:>4}  (a line without '=', not shown; quote multi-line values)")
     if problems:
         print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''}:")
         for p in problems:

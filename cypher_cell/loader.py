@@ -11,7 +11,7 @@ from cypher_cell.providers.base import Loaded, Provider
 from cypher_cell.store import SecretStore
 
 
-def load_secrets(
+def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
     *sources: Provider,
     keys: Iterable[str] | None = None,
     required: Iterable[str] = (),
@@ -42,21 +42,26 @@ def load_secrets(
         listed = (k for offer in offered if offer is not None for k in offer)
         wanted = _unique([*listed, *required])
 
+    required_set = set(required)
     found: dict[str, Loaded] = {}
     try:
         for source, offer in zip(sources, offered, strict=True):
-            ask = [k for k in wanted if k not in found and (offer is None or k in offer)]
+            offer_set = None if offer is None else set(offer)
+            ask = [k for k in wanted if k not in found and (offer_set is None or k in offer_set)]
             if source.asks_only_required:
-                ask = [k for k in ask if k in required]
+                ask = [k for k in ask if k in required_set]
             if not ask:
                 continue
             got = source.load(ask, policy_for)
-            unexpected = [k for k in got if k not in ask]
-            found.update((k, v) for k, v in got.items() if k in ask)
+            unexpected = got.keys() - set(ask)
             if unexpected:
                 for k in unexpected:
-                    got[k].cell.wipe()
-                raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {unexpected}")
+                    got.pop(k).cell.wipe()
+                found.update(got)
+                raise ProviderError(
+                    f"{source.describe()}: returned keys it was not asked for: {sorted(unexpected)}"
+                )
+            found.update(got)
         missing = [k for k in required if k not in found]
         if missing:
             raise MissingSecretsError(missing)
@@ -64,8 +69,12 @@ def load_secrets(
         for entry in found.values():
             entry.cell.wipe()
         raise
+    finally:
+        # Sources may hold buffers (a parsed .env file) even if never asked.
+        for source in sources:
+            source.close()
     ordered = {k: found[k] for k in wanted if k in found}
-    return SecretStore(ordered, {k: policy_for(k) for k in ordered})
+    return SecretStore(ordered, policy_for)
 
 
 def _names(what: str, names: Iterable[str]) -> list[str]:

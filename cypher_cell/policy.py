@@ -69,9 +69,14 @@ class PolicyMap:
         self._patterns = [(k, v) for k, v in policy.items() if _is_pattern(k)]
         self._default = default or DEFAULT_POLICY
 
+    def uniform(self) -> Policy | None:
+        """The one policy every key gets, when there are no per-key rules."""
+        return None if self._exact or self._patterns else self._default
+
     def __call__(self, key: str) -> Policy:
-        if key in self._exact:
-            return self._exact[key]
+        exact = self._exact.get(key)
+        if exact is not None:
+            return exact
         for pattern, value in self._patterns:
             if fnmatch.fnmatchcase(key, pattern):
                 return value

@@ -9,18 +9,18 @@ from types import TracebackType
 from typing import NoReturn
 
 from cypher_cell._native import CypherCell
-from cypher_cell.policy import Policy
-from cypher_cell.providers.base import Loaded
+from cypher_cell.policy import Policy, PolicyMap
+from cypher_cell.providers.base import Loaded, PolicyFor
 
 
 class SecretStore(Mapping[str, CypherCell]):
     """Read-only ``Mapping[str, CypherCell]``; ``repr`` shows keys and sources only."""
 
-    __slots__ = ("_closed", "_entries", "_policies")
+    __slots__ = ("_closed", "_entries", "_policy")
 
-    def __init__(self, entries: Mapping[str, Loaded], policies: Mapping[str, Policy] | None = None) -> None:
+    def __init__(self, entries: Mapping[str, Loaded], policy: PolicyFor | None = None) -> None:
         self._entries = dict(entries)
-        self._policies = dict(policies or {})
+        self._policy = policy or PolicyMap()
         self._closed = False
 
     def __getitem__(self, key: str) -> CypherCell:
@@ -40,7 +40,7 @@ class SecretStore(Mapping[str, CypherCell]):
         """The policy the key's cell was created with."""
         if key not in self._entries:
             raise KeyError(key)
-        return self._policies.get(key, Policy())
+        return self._policy(key)
 
     @property
     def closed(self) -> bool:

@@ -39,11 +39,21 @@ def test_check_lists_keys_and_lines_never_values(tmp_path: Path) -> None:
     r = cli("check", str(path))
     assert r.returncode == 0, r.stderr
     assert PLANTED not in r.stdout + r.stderr
-    assert "3 keys" in r.stdout
+    assert "2 keys" in r.stdout
     assert "line    2  DB_PASSWORD" in r.stdout
     assert "line    3  API_KEY" in r.stdout
-    assert "FLAG" in r.stdout and "no value" in r.stdout
+    assert "line    4  (a line without '=', not shown" in r.stdout
+    assert "FLAG" not in r.stdout
     assert "no problems" in r.stdout
+
+
+def test_check_never_prints_a_line_of_an_unquoted_multi_line_value(tmp_path: Path) -> None:
+    body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
+    path = write_env(
+        tmp_path, f"PRIVATE_KEY=-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
+    )
+    r = cli("check", str(path))
+    assert body not in r.stdout + r.stderr
 
 
 def test_check_reports_every_kind_of_problem_with_line_numbers(tmp_path: Path) -> None:

@@ -896,7 +896,7 @@ def test_residue_control_python_dotenv_leaves_copies(tmp_path: Path) -> None:
         child.finish()
 
 
-def test_bench_quick_run_passes_its_own_checks() -> None:
+def test_bench_quick_run_completes() -> None:
     """The benchmark still runs (its figures are read, not asserted here)."""
     bench = Path(__file__).resolve().parent.parent / "bench" / "bench_envfile.py"
     result = subprocess.run(

@@ -21,7 +21,7 @@ from cypher_cell.errors import (
     FilePermissionWarning,
     ProviderError,
 )
-from cypher_cell.policy import Policy
+from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider
 
 PermissionsMode = Literal["warn", "error", "ignore"]
@@ -103,13 +103,17 @@ class EnvFile(Provider):
         try:
             # One native call per distinct policy (usually one for every key).
             groups: dict[int, tuple[Policy, list[str]]] = {}
-            for key in keys:
-                if key in lines:
-                    p = policy(key)
-                    group = groups.get(id(p))
-                    if group is None:
-                        groups[id(p)] = group = (p, [])
-                    group[1].append(key)
+            same = policy.uniform() if isinstance(policy, PolicyMap) else None
+            if same is not None:
+                groups[id(same)] = (same, [key for key in keys if key in lines])
+            else:
+                for key in keys:
+                    if key in lines:
+                        p = policy(key)
+                        group = groups.get(id(p))
+                        if group is None:
+                            groups[id(p)] = group = (p, [])
+                        group[1].append(key)
             prefix = f"env-file {self._path}:"
             for p, names in groups.values():
                 cells = file.cells(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)

@@ -14,7 +14,11 @@ use super::sys;
 /// object — must not see it change. Returns whether it zeroed.
 pub fn zero_bytes_in_place(obj: &Bound<'_, PyBytes>, expected_refs: isize) -> bool {
     let len = obj.as_bytes().len();
-    if len < 2 || !obj.is_exact_instance_of::<PyBytes>() || obj.get_refcnt() != expected_refs {
+    if len < 2 || !obj.is_exact_instance_of::<PyBytes>() {
+        return false;
+    }
+    // SAFETY: reading the reference count of an object we hold a reference to.
+    if unsafe { ffi::Py_REFCNT(obj.as_ptr()) } != expected_refs {
         return false;
     }
     // SAFETY: PyBytes_AsString returns the object's internal buffer of `len`

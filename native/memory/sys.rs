@@ -390,6 +390,7 @@ pub fn zero_environ_value(name: &[u8]) -> usize {
         return 0;
     }
     let mut found = 0;
+    let writable = writable_ranges();
     // SAFETY: `environ` is the libc-maintained, NULL-terminated array of
     // NUL-terminated strings; we read the pointer once and walk it without
     // holding references across iterations.
@@ -408,6 +409,17 @@ pub fn zero_environ_value(name: &[u8]) -> usize {
         let bytes = unsafe { std::ffi::CStr::from_ptr(s) }.to_bytes();
         if bytes.len() > name.len() && bytes.starts_with(name) && bytes[name.len()] == b'=' {
             let value_len = bytes.len() - name.len() - 1;
+            let value_at = s as usize + name.len() + 1;
+            if !writable
+                .iter()
+                .any(|&(lo, hi)| lo <= value_at && value_at + value_len <= hi)
+            {
+                // A putenv() of a string in read-only memory (a C literal):
+                // writing would crash. Leave it; unsetenv still removes it.
+                found += 1;
+                entry = unsafe_next(entry);
+                continue;
+            }
             // SAFETY: the value lies inside this C string; zeroing it keeps the
             // string NUL-terminated (shorter) and no Rust reference to it lives
             // past `bytes`, which is not used again.
@@ -417,8 +429,34 @@ pub fn zero_environ_value(name: &[u8]) -> usize {
             }
             found += 1;
         }
-        // SAFETY: not yet at the terminating NULL, so the next slot exists.
-        entry = unsafe { entry.add(1) };
+        entry = unsafe_next(entry);
     }
     found
+}
+
+fn unsafe_next(entry: *mut *mut libc::c_char) -> *mut *mut libc::c_char {
+    // SAFETY: called only for an entry that is not the terminating NULL, so
+    // the next slot of the array exists.
+    unsafe { entry.add(1) }
+}
+
+/// The address ranges this process may write, from /proc/self/maps.
+fn writable_ranges() -> Vec<(usize, usize)> {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return Vec::new();
+    };
+    maps.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (range, perms) = (fields.next()?, fields.next()?);
+            if perms.as_bytes().get(1) != Some(&b'w') {
+                return None;
+            }
+            let (lo, hi) = range.split_once('-')?;
+            Some((
+                usize::from_str_radix(lo, 16).ok()?,
+                usize::from_str_radix(hi, 16).ok()?,
+            ))
+        })
+        .collect()
 }
