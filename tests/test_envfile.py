@@ -35,6 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+# The oracle is required, not optional: the test extra installs it, and a
+# missing oracle must fail the run rather than skip the comparisons.
+from dotenv import dotenv_values
+from dotenv.version import __version__ as DOTENV_VERSION
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from kernel import random_secret, run_child, scan_memory, secret_forms, start_child
@@ -45,15 +50,6 @@ from cypher_cell._native import DotenvFile, _pool_stats
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
 from cypher_cell.providers import EnvFile, Provider
 from cypher_cell.providers import envfile as envfile_module
-
-try:
-    from dotenv import dotenv_values
-    from dotenv.version import __version__ as DOTENV_VERSION
-except ImportError:  # pragma: no cover - the test extra installs it
-    dotenv_values = None
-    DOTENV_VERSION = ""
-
-needs_oracle = pytest.mark.skipif(dotenv_values is None, reason="python-dotenv, the oracle, is not installed")
 
 #: The environment the interpolation cases see (set for the whole module).
 ENV = {"CC_TEST_EXT": "ext-value", "CC_TEST_EMPTY": ""}
@@ -208,30 +204,25 @@ WARNED: dict[str, bytes] = {
 }
 
 
-@needs_oracle
 def test_the_oracle_is_the_version_this_parser_follows() -> None:
     assert DOTENV_VERSION.startswith("1.2."), DOTENV_VERSION
 
 
-@needs_oracle
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_corpus_matches_python_dotenv(name: str, tmp_path: Path) -> None:
     assert_same_as_oracle(write(tmp_path, CORPUS[name]))
 
 
-@needs_oracle
 @pytest.mark.parametrize("name", ["bom-kept-in-first-key", "bom-before-comment", "plain"])
 def test_utf8_sig_drops_the_bom_as_python_does(name: str, tmp_path: Path) -> None:
     assert_same_as_oracle(write(tmp_path, CORPUS[name]), encoding="utf-8-sig")
 
 
-@needs_oracle
 @pytest.mark.parametrize("name", ["interpolation", "interpolation-defaults", "reference-odd-shapes"])
 def test_without_interpolation_references_stay_as_written(name: str, tmp_path: Path) -> None:
     assert_same_as_oracle(write(tmp_path, CORPUS[name]), interpolate=False)
 
 
-@needs_oracle
 @pytest.mark.parametrize("name", sorted(WARNED))
 def test_statements_python_dotenv_warns_about_are_skipped_the_same_way(name: str, tmp_path: Path) -> None:
     path = write(tmp_path, WARNED[name])
@@ -324,7 +315,6 @@ def _generated(content: bytes, **kw: Any) -> tuple[list[str], list[str], int, in
 HYPOTHESIS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-@needs_oracle
 @HYPOTHESIS
 @given(env_files(), st.booleans(), st.sampled_from(["utf-8", "utf-8-sig"]))
 def test_generated_files_python_dotenv_parses_cleanly_match(
@@ -336,7 +326,6 @@ def test_generated_files_python_dotenv_parses_cleanly_match(
     assert ours == theirs
 
 
-@needs_oracle
 @HYPOTHESIS
 @given(env_files())
 def test_generated_files_with_problems_are_skipped_like_python_dotenv(content: bytes) -> None:
@@ -787,7 +776,6 @@ def _fifo_writer(path: Path, data: bytes) -> threading.Thread:
     return thread
 
 
-@needs_oracle
 def test_a_fifo_is_read_like_python_dotenv_reads_it(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.env"
     content = b"".join(b"K%d='value %d'\n" % (i, i) for i in range(20_000))  # several buffer growths
@@ -882,7 +870,6 @@ def test_residue_default_protection_zero_after_close(tmp_path: Path) -> None:
     assert closed == 0
 
 
-@needs_oracle
 def test_residue_control_python_dotenv_leaves_copies(tmp_path: Path) -> None:
     secret = random_secret()
     path = _secret_file(tmp_path, secret)
