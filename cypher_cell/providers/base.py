@@ -10,7 +10,8 @@ a value.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import ClassVar, NamedTuple
 
 from cypher_cell._native import CypherCell
@@ -18,6 +19,18 @@ from cypher_cell.policy import Policy
 
 #: Gives the policy for a key; providers pass it on when creating each cell.
 PolicyFor = Callable[[str], Policy]
+
+
+@contextmanager
+def wiped_on_error(loaded: Mapping[str, Loaded]) -> Iterator[None]:
+    """Wipes every cell in `loaded` if the block raises anything, Ctrl-C
+    included: a provider that fails hands back nothing half-loaded."""
+    try:
+        yield
+    except BaseException:
+        for entry in loaded.values():
+            entry.cell.wipe()
+        raise
 
 
 class Loaded(NamedTuple):

@@ -16,7 +16,7 @@ from typing import cast
 from cypher_cell import _native
 from cypher_cell._native import CypherCell
 from cypher_cell.errors import ProviderError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 
 class Environ(Provider):
@@ -51,7 +51,7 @@ class Environ(Provider):
 
     def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
         loaded: dict[str, Loaded] = {}
-        try:
+        with wiped_on_error(loaded):
             for key in keys:
                 name = self._prefix + key
                 stored = _stored_value(name)
@@ -67,10 +67,6 @@ class Environ(Provider):
                     # which would decode the value into a str first.
                     os.unsetenv(name)
                     _storage().pop(_encoded(name), None)
-        except BaseException:
-            for entry in loaded.values():
-                entry.cell.wipe()
-            raise
         return loaded
 
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cypher_cell._native import CypherCell
 from cypher_cell.errors import ProviderError, ProviderUnavailableError
 from cypher_cell.policy import Policy
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -96,15 +96,11 @@ class Keyring(Provider):
             ) from exc
         backend = self._guarded(keyring.get_keyring, "selection", keys[0])
         loaded: dict[str, Loaded] = {}
-        try:
+        with wiped_on_error(loaded):
             if _is_secret_service(backend):
                 self._load_from_secret_service(backend, keys, policy, loaded)
             else:
                 self._load_through_keyring(backend, keys, policy, loaded)
-        except BaseException:
-            for entry in loaded.values():
-                entry.cell.wipe()
-            raise
         return loaded
 
     def _load_through_keyring(

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 _CONTROLLING_TERMINAL = "/dev/tty"
 
@@ -69,7 +69,7 @@ class Prompt(Provider):
 
     def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
         loaded: dict[str, Loaded] = {}
-        try:
+        with wiped_on_error(loaded):
             for key in keys:
                 rule = policy(key)
                 try:
@@ -83,10 +83,6 @@ class Prompt(Provider):
                 except (ProviderError, ValueError, EOFError) as exc:
                     raise _naming(exc, key) from None
                 loaded[key] = Loaded(cell, self.describe())
-        except BaseException:  # KeyboardInterrupt too: nothing half-loaded survives
-            for entry in loaded.values():
-                entry.cell.wipe()
-            raise
         return loaded
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError, ProviderUnavailableError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 DEFAULT_MAX_SIZE = 1 << 20
 
@@ -72,7 +72,7 @@ class SecretsDir(Provider):
         if root is None:
             return {}
         loaded: dict[str, Loaded] = {}
-        try:
+        with wiped_on_error(loaded):
             for key in keys:
                 if not key or "/" in key or key.startswith(".") or "\0" in key:
                     continue  # not a plain file name in this directory
@@ -93,8 +93,4 @@ class SecretsDir(Provider):
                     protection=p.protection,
                 )
                 loaded[key] = Loaded(cell, f"secrets-dir {place}")
-        except BaseException:
-            for entry in loaded.values():
-                entry.cell.wipe()
-            raise
         return loaded
