@@ -338,8 +338,10 @@ impl DotenvFile {
     fn value_of(&self, key: &str) -> PyResult<&Located> {
         let info = self.info(key)?;
         info.value.as_ref().ok_or_else(|| {
+            // Not naming the key: a line without '=' is often a line of an
+            // unquoted multi-line value (a PEM key), so its "name" is secret.
             Error::Value(format!(
-                "{key} has no value: env-file {}:{} has no '=' for it",
+                "env-file {}:{}: that statement has no '=' and so no value",
                 self.path, info.line
             ))
             .into()

@@ -104,7 +104,11 @@ fn run(reaper: &'static Reaper) {
             // Wipe outside the queue lock: wiping takes the cell's own lock.
             drop(q);
             for cell in due.iter().filter_map(Weak::upgrade) {
-                cell.expire_if_due(now);
+                // A panic here must not end the thread: every later TTL would
+                // then be enforced only lazily, at the next read.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    cell.expire_if_due(now)
+                }));
             }
             drop(due);
             q = queue(reaper);
