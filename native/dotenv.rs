@@ -1,5 +1,5 @@
 //! A `.env` parser that gives the results of python-dotenv's
-//! `dotenv_values()` (1.2.2), working over the file's bytes where they lie
+//! `dotenv_values()` (1.2.4), working over the file's bytes where they lie
 //! (in locked memory), in linear time.
 //!
 //! Values never become `String`s: the parser returns byte ranges into the
@@ -10,12 +10,18 @@
 //!
 //! How python-dotenv reads a file, reproduced here:
 //! - the file is opened in text mode, so CRLF and lone CR become LF before
-//!   parsing ([`normalize_newlines`]); with `utf-8` (not `utf-8-sig`) a BOM
-//!   stays in the text and becomes part of the first key;
+//!   parsing ([`normalize_newlines`]);
+//! - one leading BOM is dropped from the text ([`parse`] starts after it),
+//!   whatever the encoding: with `utf-8-sig` the codec drops one first, so
+//!   a second BOM goes too, while with `utf-8` a second one stays in the
+//!   first key;
 //! - whitespace means Python's `str.isspace()` ([`is_space`]), which is
 //!   wider than ASCII and than Rust's `char::is_whitespace`;
-//! - its regular expressions backtrack: a quoted value without a bare
-//!   closing quote ends at the quote of its last `\'` (or `\"`);
+//! - in a quoted value a backslash always takes the character after it
+//!   (`\\` then a quote closes the value; `\'` never does), and a value
+//!   runs over lines to its closing quote;
+//! - after `=` and at least one blank, a `#` starts a comment and the value
+//!   is empty (`A= #c`); right after `=` it is part of the value (`A=#c`);
 //! - after a statement it cannot parse it skips to the end of the line
 //!   where it stopped, which may be several lines after the statement began;
 //! - interpolation (`${NAME}`, `${NAME:-default}`) applies to every value,
@@ -33,7 +39,8 @@ use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
-/// The UTF-8 byte order mark, dropped only with `utf-8-sig`.
+/// The UTF-8 byte order mark: [`parse`] skips one at the start of the
+/// text, and the `utf-8-sig` codec drops one before that.
 pub const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// Turns CRLF and lone CR into LF in place, as Python's universal-newline
@@ -332,10 +339,19 @@ impl<'a> Parser<'a> {
         p = self.skip(p, is_blank);
         let mut value = None;
         if self.at(p) == Some(b'=') {
-            p = self.skip(p + 1, is_blank);
-            let (v, next) = self.value(p)?;
-            value = Some(v);
-            p = next;
+            let after_equals = p + 1;
+            p = self.skip(after_equals, is_blank);
+            if p > after_equals && self.at(p) == Some(b'#') {
+                // `A= #c`: an empty value, then a comment.
+                value = Some(RawValue {
+                    span: p..p,
+                    quote: Quote::Unquoted,
+                });
+            } else {
+                let (v, next) = self.value(p)?;
+                value = Some(v);
+                p = next;
+            }
         }
         let comment = self.skip(p, is_blank);
         if self.at(comment) == Some(b'#') {
@@ -373,23 +389,22 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// `'((?:\\'|[^'])*)'` (or with `"`), backtracking included: the value
-    /// ends at the first quote not taken by a `\'` pair, or else at the
-    /// quote of the last pair.
+    /// `'((?:\\.|[^'\\])*)'` (or with `"`), `.` matching newlines too: a
+    /// backslash takes the character after it, so the value ends at the
+    /// first quote not just after an escaping backslash. No backtracking
+    /// can find another end: without that quote (or with a backslash as the
+    /// text's last character) the value is unclosed.
     fn quoted(&self, p: usize, quote: Quote) -> Step<(RawValue, usize)> {
         let q = self.bytes[p];
         let start = p + 1;
-        let (mut i, mut last_pair) = (start, None);
+        let mut i = start;
         let close = loop {
             match self.bytes.get(i) {
-                None => match last_pair {
-                    Some(c) => break c,
-                    None => return Err((p, Problem::UnclosedValue(quote))),
-                },
-                Some(b'\\') if self.at(i + 1) == Some(q) => {
-                    last_pair = Some(i + 1);
-                    i += 2;
-                }
+                None => return Err((p, Problem::UnclosedValue(quote))),
+                // The escaped character's first byte; any further bytes of
+                // it are neither a backslash nor a quote.
+                Some(b'\\') if i + 1 < self.bytes.len() => i += 2,
+                Some(b'\\') => return Err((p, Problem::UnclosedValue(quote))),
                 Some(&b) if b == q => break i,
                 Some(_) => i += 1,
             }
@@ -429,7 +444,8 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Parses newline-normalized text (see [`normalize_newlines`]).
+/// Parses newline-normalized text (see [`normalize_newlines`]), after one
+/// leading BOM if there is one (python-dotenv drops it).
 pub fn parse(text: &str) -> Parsed {
     let mut parser = Parser {
         text,
@@ -438,7 +454,11 @@ pub fn parse(text: &str) -> Parsed {
         counted: 0,
     };
     let mut parsed = Parsed::default();
-    let mut pos = 0;
+    let mut pos = if text.as_bytes().starts_with(BOM) {
+        BOM.len()
+    } else {
+        0
+    };
     loop {
         pos = parser.skip(pos, is_space);
         if pos >= text.len() {
@@ -881,8 +901,13 @@ mod tests {
     fn unquoted_values_and_inline_comments() {
         assert_eq!(one("A=x #c"), v("x"));
         assert_eq!(one("A=x#c"), v("x#c"));
-        assert_eq!(one("A= #c"), v("#c"));
-        assert_eq!(one("A=\t# c"), v("# c"));
+        assert_eq!(one("A=#c"), v("#c"));
+        assert_eq!(one("A= #c"), v(""));
+        assert_eq!(one("A=\t# c 'x"), v(""));
+        assert_eq!(one("A =\u{a0}#"), v(""));
+        assert_eq!(one("A= x#c"), v("x#c"));
+        assert_eq!(one("A= '#c'"), v("#c"));
+        assert_eq!(values("A= #c\nB=2")[1], ("B".into(), 2, v("2")));
         assert_eq!(one("A=a b  c   "), v("a b  c"));
         assert_eq!(one("A=a \x0b# c"), v("a"));
         assert_eq!(one("A=b\u{a0}#c"), v("b"));
@@ -909,18 +934,37 @@ mod tests {
     }
 
     #[test]
-    fn quoted_values_backtrack_to_the_last_escaped_quote() {
-        assert_eq!(one(r"A='abc\'"), v("abc\\"));
-        assert_eq!(one(r#"A="x\""#), v("x\\"));
-        assert_eq!(one("A='a\\'b\\'c\nd'"), v("a'b'c\nd"));
+    fn a_backslash_always_takes_the_next_character_in_quotes() {
+        // An escaped quote never closes the value: no backtracking to it.
         assert_eq!(
-            problems("A='x\\\\'\nB='y'\nC=3"),
-            vec![(1, Problem::TextAfterValue)]
+            problems("A='abc\\'\nB=2"),
+            vec![(1, Problem::UnclosedValue(Quote::Single))]
         );
+        assert_eq!(values("A='abc\\'\nB=2"), vec![("B".into(), 2, v("2"))]);
+        assert_eq!(
+            problems("A=\"x\\\""),
+            vec![(1, Problem::UnclosedValue(Quote::Double))]
+        );
+        // A backslash as the last character escapes nothing.
+        assert_eq!(
+            problems("A='x\\"),
+            vec![(1, Problem::UnclosedValue(Quote::Single))]
+        );
+        // An escaped backslash, then the closing quote.
         assert_eq!(
             values("A='x\\\\'\nB='y'\nC=3"),
-            vec![("C".into(), 3, v("3"))]
+            vec![
+                ("A".into(), 1, v("x\\")),
+                ("B".into(), 2, v("y")),
+                ("C".into(), 3, v("3"))
+            ]
         );
+        assert_eq!(one("A=\"x\\\\\" # c"), v("x\\"));
+        assert_eq!(one("A='a\\'b\\'c\nd'"), v("a'b'c\nd"));
+        // An escaped newline or other character stays as written.
+        assert_eq!(one("A='a\\\nb\\q'"), v("a\\\nb\\q"));
+        assert_eq!(one("A=\"\\\u{e9}\""), v("\\\u{e9}"));
+        assert_eq!(one("A=\"\\\\\\\"\\\\\""), v("\\\"\\"));
     }
 
     #[test]
@@ -930,8 +974,10 @@ mod tests {
             vec![("a b".into(), 1, v("1")), ("c\nd".into(), 2, v("2"))]
         );
         assert_eq!(values("\"Q\"=1"), vec![("\"Q\"".into(), 1, v("1"))]);
-        assert_eq!(values("\u{feff}A=1\nB=2")[0].0, "\u{feff}A");
-        assert_eq!(values("\u{feff}# c\nA=1")[0], ("\u{feff}".into(), 1, None));
+        assert_eq!(values("\u{feff}A=1\nB=2")[0], ("A".into(), 1, v("1")));
+        assert_eq!(values("\u{feff}# c\nA=1"), vec![("A".into(), 2, v("1"))]);
+        assert_eq!(values("\u{feff}\u{feff}A=1")[0].0, "\u{feff}A");
+        assert_eq!(values("A=\u{feff}")[0].2, v("\u{feff}"));
         assert_eq!(values("A.B-C/D=1")[0].0, "A.B-C/D");
     }
 
@@ -1079,8 +1125,9 @@ mod tests {
         let dollars = format!("A={}", "${".repeat(n));
         let refs = format!("A={}", "${x:".repeat(n));
         let open = format!("A='{}", "x\n".repeat(n));
+        let escaped = format!("A='{}", "\\'\n".repeat(n));
         let many: String = (0..n).map(|i| format!("K{i}=v\n")).collect();
-        for src in [dollars, refs, open, many] {
+        for src in [dollars, refs, open, escaped, many] {
             let start = std::time::Instant::now();
             let parsed = parse(&src);
             let mut env = |_: &str| None;

@@ -32,8 +32,9 @@ const GROWN: &str = "values grow over max_size once ${...} references are expand
 /// The file's bytes and the values built from them, all in locked memory.
 struct Buffers {
     file: SecretBuf,
-    /// Where the parsed text lies in `file` (after a BOM that `utf-8-sig`
-    /// drops; newlines normalized in place).
+    /// Where the parsed text lies in `file` (after a BOM that the
+    /// `utf-8-sig` codec drops; newlines normalized in place). A BOM left at
+    /// its start is python-dotenv's to drop: `dotenv::parse` skips it.
     text: Range<usize>,
     /// Values that escapes or `${...}` changed.
     built: Option<SecretBuf>,
@@ -177,8 +178,9 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
     })
 }
 
-/// True for `utf-8-sig` (drop a leading BOM), false for `utf-8`; any other
-/// encoding is refused by name.
+/// True for `utf-8-sig` (its codec drops a leading BOM, and python-dotenv
+/// then drops a second one), false for `utf-8`; any other encoding is
+/// refused by name.
 fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
     let name: Option<String> = py
         .import("codecs")?

@@ -146,7 +146,6 @@ class EnvFile(Provider):
         try:
             self._check_permissions(file.mode)
             self._check_problems(file)
-            self._check_bom(file)
         except BaseException:
             file.close()
             raise
@@ -177,16 +176,6 @@ class EnvFile(Provider):
             )
         for line, what in problems:
             _warn(f"env-file {self._path}:{line}: {what}; the statement is skipped", DotenvSyntaxWarning)
-
-    def _check_bom(self, file: DotenvFile) -> None:
-        keys = file.keys()
-        if keys and keys[0].startswith("\ufeff"):
-            _warn(
-                f"env-file {self._path}:1: the file starts with a UTF-8 byte order mark, which "
-                f"python-dotenv (and so EnvFile) reads as part of the first key; "
-                f"pass encoding='utf-8-sig' to drop it",
-                DotenvSyntaxWarning,
-            )
 
 
 def _warn(message: str, category: type[Warning]) -> None:
