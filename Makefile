@@ -48,3 +48,4 @@ bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
 	  { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES_BENCH); }; } || true
 	$(PIP) install --quiet --editable '.[bench]'
 	$(PYTHON) bench/bench_cell.py
+	$(PYTHON) bench/bench_envfile.py
