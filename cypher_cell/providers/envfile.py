@@ -12,6 +12,7 @@ import stat
 import sys
 import warnings
 from collections.abc import Collection, Sequence
+from contextlib import closing
 from typing import ClassVar, Literal
 
 from cypher_cell._native import DotenvFile
@@ -22,7 +23,7 @@ from cypher_cell.errors import (
     ProviderError,
 )
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 PermissionsMode = Literal["warn", "error", "ignore"]
 _PERMISSIONS = ("warn", "error", "ignore")
@@ -100,7 +101,8 @@ class EnvFile(Provider):
             return {}
         lines = self._lines
         loaded: dict[str, Loaded] = {}
-        try:
+        # The file's bytes are wiped when this block ends, however it ends.
+        with closing(self), wiped_on_error(loaded):
             # One native call per distinct policy (usually one for every key).
             groups: dict[int, tuple[Policy, list[str]]] = {}
             same = policy.uniform() if isinstance(policy, PolicyMap) else None
@@ -119,12 +121,6 @@ class EnvFile(Provider):
                 cells = file.cells(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
                 origins = [prefix + str(lines[key]) for key in names]
                 loaded.update(zip(names, map(Loaded, cells, origins), strict=True))
-        except BaseException:
-            for entry in loaded.values():
-                entry.cell.wipe()
-            raise
-        finally:
-            self.close()
         return loaded
 
     def close(self) -> None:
