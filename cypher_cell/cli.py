@@ -18,6 +18,7 @@ from cypher_cell._native import DotenvFile
 from cypher_cell.errors import CypherCellError
 from cypher_cell.loader import load_secrets
 from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir
+from cypher_cell.providers.envfile import is_plain_name
 from cypher_cell.store import SecretStore
 
 Command = Callable[[argparse.Namespace], int]
@@ -50,12 +51,20 @@ def check_env_file(path: str) -> tuple[list[dict[str, object]], list[str]]:
             {"key": k, "line": env.line(k), "has_value": env.has_value(k)} for k in names
         ]
         problems = [f"{path}:{line}: {what}" for line, what in env.problems()]
+        for k in keys:
+            if k["has_value"] and not is_plain_name(str(k["key"])):
+                k["has_value"] = False  # listed by line only, like a bare line
+                problems.append(f"{path}:{k['line']}: the key is not a plain name; quote multi-line values")
         for key, lines in env.duplicates():
+            if not is_plain_name(key):
+                continue
             earlier = ", ".join(str(n) for n in lines[:-1])
             problems.append(
                 f"{path}:{lines[-1]}: {key} is defined again (also line {earlier}); the last wins"
             )
         for key, line, ref in env.undefined_references():
+            if not is_plain_name(key):
+                continue
             problems.append(
                 f"{path}:{line}: {key} refers to ${{{ref}}}, defined neither in the file nor the environment"
             )
@@ -89,9 +98,9 @@ def _run_check(args: argparse.Namespace) -> int:
     for k in named:
         print(f"  line {k['line']:>4}  {str(k['key']).ljust(width)}".rstrip())
     for k in bare:
-        # A line without '=' is often a line of an unquoted multi-line value
-        # (a PEM key, say): its text is not shown.
-        print(f"  line {k['line']:>4}  (a line without '=', not shown; quote multi-line values)")
+        # A line without '=', or a key that is not a name, is often a line of
+        # an unquoted multi-line value (a PEM key, say): its text is not shown.
+        print(f"  line {k['line']:>4}  (not a KEY=value line, not shown; quote multi-line values)")
     if problems:
         print(f"{len(problems)} problem{'s' if len(problems) > 1 else ''}:")
         for p in problems:

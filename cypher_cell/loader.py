@@ -34,17 +34,18 @@ def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
                 f"not {type(source).__name__}"
             )
     required = _names("required", required)
+    asked_for = None if keys is None else _names("keys", keys)
     policy_for = PolicyMap(policy, default_policy)
-    offered = [source.offered_keys() for source in sources]
-    if keys is not None:
-        wanted = _unique([*_names("keys", keys), *required])
-    else:
-        listed = (k for offer in offered if offer is not None for k in offer)
-        wanted = _unique([*listed, *required])
-
     required_set = set(required)
     found: dict[str, Loaded] = {}
+    wanted: list[str] = []
     try:
+        offered = [source.offered_keys() for source in sources]
+        if asked_for is not None:
+            wanted = _unique([*asked_for, *required])
+        else:
+            listed = (k for offer in offered if offer is not None for k in offer)
+            wanted = _unique([*listed, *required])
         for source, offer in zip(sources, offered, strict=True):
             offer_set = None if offer is None else set(offer)
             ask = [k for k in wanted if k not in found and (offer_set is None or k in offer_set)]
@@ -65,14 +66,24 @@ def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
         missing = [k for k in required if k not in found]
         if missing:
             raise MissingSecretsError(missing)
+        # Everything is here: only now may sources act on it (Environ scrubs).
+        for source in sources:
+            source.commit()
     except BaseException:
-        for entry in found.values():
-            entry.cell.wipe()
+        _wipe(found)
         raise
     finally:
-        # Sources may hold buffers (a parsed .env file) even if never asked.
+        # Sources may hold buffers (a parsed .env file) even if never asked;
+        # every one is closed even if another's close fails.
+        failures: list[BaseException] = []
         for source in sources:
-            source.close()
+            try:
+                source.close()
+            except BaseException as exc:
+                failures.append(exc)
+        if failures:
+            _wipe(found)
+            raise failures[0]
     ordered = {k: found[k] for k in wanted if k in found}
     return SecretStore(ordered, policy_for)
 
@@ -85,6 +96,11 @@ def _names(what: str, names: Iterable[str]) -> list[str]:
         if not isinstance(name, str) or not name:
             raise TypeError(f"{what} must contain non-empty key names (str), got {name!r}")
     return out
+
+
+def _wipe(found: Mapping[str, Loaded]) -> None:
+    for entry in found.values():
+        entry.cell.wipe()
 
 
 def _unique(names: Iterable[str]) -> list[str]:

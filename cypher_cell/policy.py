@@ -29,7 +29,11 @@ class Policy:
                 raise TypeError(
                     f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl).__name__}"
                 )
-            if not math.isfinite(ttl) or ttl <= 0:
+            try:
+                finite = math.isfinite(ttl)
+            except OverflowError:  # an int too large for a float
+                finite = False
+            if not finite or ttl <= 0:
                 raise ValueError(
                     f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl}"
                 )

@@ -23,10 +23,22 @@ enum Source<'py> {
     Buffer(PyBuffer<u8>),
 }
 
+/// The UTF-8 bytes of a `str` secret. A `str` with a lone surrogate has none:
+/// CPython's UnicodeEncodeError would carry the whole string in `.object`,
+/// so it is replaced by an error that carries nothing.
+fn utf8_of<'a>(text: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    text.to_str().map_err(|_| {
+        Error::Value(
+            "a str secret must be valid Unicode text (it holds a lone surrogate); pass bytes instead".into(),
+        )
+        .into()
+    })
+}
+
 impl Source<'_> {
     fn len(&self) -> PyResult<usize> {
         match self {
-            Source::Text(s) => Ok(s.to_str()?.len()),
+            Source::Text(s) => Ok(utf8_of(s)?.len()),
             Source::Buffer(b) => Ok(b.item_count()),
         }
     }
@@ -34,7 +46,7 @@ impl Source<'_> {
     fn copy_into(&self, py: Python<'_>, dest: &mut [u8]) -> PyResult<()> {
         match self {
             Source::Text(s) => {
-                dest.copy_from_slice(s.to_str()?.as_bytes());
+                dest.copy_from_slice(utf8_of(s)?.as_bytes());
                 Ok(())
             }
             Source::Buffer(b) => b.copy_to_slice(py, dest),
@@ -238,7 +250,7 @@ impl CypherCell {
             return Ok(Some(eq));
         }
         if let Ok(text) = other.cast::<PyString>() {
-            let text = text.to_str()?;
+            let text = utf8_of(text)?;
             let eq = self
                 .cell
                 .peek(|a| constant_time_eq(a, text.as_bytes()))

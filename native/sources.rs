@@ -20,11 +20,15 @@ use crate::memory::{pybytes, sys};
 /// initial block that `/proc/self/environ` shows, or a `setenv` copy).
 /// Returns what was zeroed. The caller then removes the variable.
 #[pyfunction]
-fn scrub_environ<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
-    let environ = py.import("os")?.getattr("environ")?;
-    let key = environ.call_method1("encodekey", (name,))?;
-    let storage = environ.getattr("_data")?.cast_into::<PyDict>()?;
-    let stored = storage.get_item(&key)?;
+fn scrub_environ<'py>(py: Python<'py>, name: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyDict>> {
+    // `name` as os.environ's storage keys it (its encodekey()): a name that
+    // is not valid UTF-8 works too.
+    let storage = py
+        .import("os")?
+        .getattr("environ")?
+        .getattr("_data")?
+        .cast_into::<PyDict>()?;
+    let stored = storage.get_item(name)?;
     // Referred to by the dict and by `stored` here, and nothing else.
     let zeroed_stored = stored
         .as_ref()

@@ -364,3 +364,13 @@ def test_errors_never_carry_the_secret() -> None:
             action()
         messages.append(str(info.value) + repr(info.value))
     assert all(b"7721" not in m.encode() and "1234" not in m for m in messages)
+
+
+def test_a_str_that_is_not_valid_unicode_is_refused_without_carrying_it() -> None:
+    text = "PLANTED-SURROGATE-7\udcff"
+    for attempt in (lambda: CypherCell(text), lambda: CypherCell(b"x") == text):
+        with pytest.raises(ValueError, match="lone surrogate") as info:
+            attempt()
+        exc = info.value
+        carried = "PLANTED" in repr(exc.args) + repr(exc) + repr(exc.__cause__) + repr(exc.__context__)
+        assert not carried, "the error must not carry the string"

@@ -42,7 +42,7 @@ def test_check_lists_keys_and_lines_never_values(tmp_path: Path) -> None:
     assert "2 keys" in r.stdout
     assert "line    2  DB_PASSWORD" in r.stdout
     assert "line    3  API_KEY" in r.stdout
-    assert "line    4  (a line without '=', not shown" in r.stdout
+    assert "line    4  (not a KEY=value line, not shown" in r.stdout
     assert "FLAG" not in r.stdout
     assert "no problems" in r.stdout
 
@@ -143,3 +143,16 @@ def test_main_job_demo_runs_and_redacts() -> None:
     assert "DB_PASSWORD" in r.stdout and "ttl 300s" in r.stdout
     assert "every cell wiped: True" in r.stdout
     assert r.stderr == ""
+
+
+def test_check_never_prints_a_base64_line_that_parses_as_a_key(tmp_path: Path) -> None:
+    """The last line of an unquoted PEM body ends in '=' padding, so it
+    parses as KEY= with an empty value; its text must not be shown."""
+    last = "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm=="
+    pem = f"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n{last}\n-----END PRIVATE KEY-----"
+    path = write_env(tmp_path, f"PRIVATE_KEY={pem}\nOK=1\n")
+    r = cli("check", str(path))
+    assert r.returncode == 1
+    assert last.rstrip("=") not in r.stdout + r.stderr
+    assert f"{path}:3: the key is not a plain name" in r.stdout
+    assert "line    5  OK" in r.stdout

@@ -623,7 +623,6 @@ def test_a_bom_is_dropped_as_python_dotenv_drops_it(tmp_path: Path) -> None:
         (bom, "utf-8", ["A", "B"]),
         (bom, "utf-8-sig", ["A", "B"]),
         # The codec drops one BOM and python-dotenv another.
-        (bom * 2, "utf-8", ["\ufeffA", "B"]),
         (bom * 2, "utf-8-sig", ["A", "B"]),
     ]
     for prefix, encoding, keys in cases:
@@ -634,6 +633,19 @@ def test_a_bom_is_dropped_as_python_dotenv_drops_it(tmp_path: Path) -> None:
         with store:
             assert list(store) == keys
             assert store[keys[0]] == b"1"
+
+
+def test_a_second_bom_left_in_the_first_key_makes_it_no_plain_name(tmp_path: Path) -> None:
+    """python-dotenv keeps a second BOM in the first key ("\ufeffA"); such a
+    key is not a plain name, so EnvFile refuses (strict) or skips it."""
+    path = write(tmp_path, b"\xef\xbb\xbf" * 2 + b"A=1\nB=2\n")
+    with DotenvFile(str(path)) as f:
+        assert f.keys() == ["\ufeffA", "B"]
+    with pytest.raises(DotenvSyntaxError, match=":1: the key is not a plain name"):
+        load_secrets(EnvFile(path))
+    with pytest.warns(DotenvSyntaxWarning, match=":1: the key is not a plain name"):
+        store = load_secrets(EnvFile(path, strict=False))
+    assert list(store) == ["B"]
 
 
 def test_missing_file_is_an_error_unless_optional(tmp_path: Path) -> None:
@@ -917,3 +929,19 @@ def test_bench_quick_run_completes() -> None:
     )
     assert result.returncode == 0, textwrap.shorten(result.stderr, 3000)
     assert "EnvFile" in result.stdout
+
+
+def test_a_base64_line_that_parses_as_a_key_is_never_loaded_or_shown(tmp_path: Path) -> None:
+    last = "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm=="
+    pem = f"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n{last}\n-----END PRIVATE KEY-----"
+    path = write(tmp_path, f"PRIVATE_KEY={pem}\nOK=1\n".encode())
+    with pytest.raises(DotenvSyntaxError) as info:
+        load_secrets(EnvFile(path))
+    assert last.rstrip("=") not in str(info.value)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = load_secrets(EnvFile(path, strict=False))
+    assert list(store) == ["PRIVATE_KEY", "OK"]
+    shown = repr(store) + "".join(str(w.message) for w in caught)
+    assert last.rstrip("=") not in shown
+    assert any(":3: the key is not a plain name" in str(w.message) for w in caught)

@@ -13,7 +13,7 @@ import pytest
 from kernel import random_secret, scan_memory, secret_forms, start_child
 from provider_contract import ProviderContract
 
-from cypher_cell import load_secrets
+from cypher_cell import MissingSecretsError, load_secrets
 from cypher_cell.providers import Environ, Provider
 
 
@@ -97,7 +97,7 @@ def test_inherited_secret_leaves_no_copy_and_proc_environ_no_longer_shows_it() -
     secret = random_secret()
     child = start_child(
         """
-from cypher_cell import load_secrets
+from cypher_cell import MissingSecretsError, load_secrets
 from cypher_cell.providers import Environ
 store = load_secrets(Environ(prefix="CCR_"), required=["TOKEN"])
 assert store["TOKEN"] == store["TOKEN"]
@@ -160,3 +160,14 @@ def test_listing_and_loading_never_decode_a_value_into_a_str(monkeypatch: pytest
     store = load_secrets(Environ(["CC_LISTED"]))
     assert len(store) == 1
     assert decoded == []
+
+
+def test_a_failed_load_leaves_the_environment_as_it_was() -> None:
+    """All or nothing: the scrub happens only once the whole load succeeded."""
+    os.environ["CCF_A"] = "still-here-1"
+    with pytest.raises(MissingSecretsError):
+        load_secrets(Environ(prefix="CCF_"), required=["A", "MISSING"])
+    assert os.environ["CCF_A"] == "still-here-1"
+    store = load_secrets(Environ(prefix="CCF_"), required=["A"])
+    assert store["A"] == b"still-here-1"
+    assert "CCF_A" not in os.environ

@@ -129,6 +129,7 @@ def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:
         ({"ttl_sec": True}, TypeError),
         ({"volatile": 1}, TypeError),
         ({"protection": "vault"}, ValueError),
+        ({"ttl_sec": 10**400}, ValueError),
     ],
 )
 def test_bad_policies_fail_early(kwargs: dict[str, object], exc: type) -> None:
@@ -177,3 +178,54 @@ def test_close_and_with_wipe_every_cell_and_closing_twice_is_harmless() -> None:
 def test_empty_store() -> None:
     store = load_secrets()
     assert isinstance(store, SecretStore) and len(store) == 0
+
+
+class Closing(Fake):
+    """Records close/commit calls; can fail in either."""
+
+    def __init__(self, name: str, values: Mapping[str, bytes], fail: str = "") -> None:
+        super().__init__(name, values)
+        self.fail = fail
+        self.calls: list[str] = []
+
+    def offered_keys(self) -> Collection[str] | None:
+        if self.fail == "offer":
+            raise ProviderError(f"fake {self.name}: cannot list")
+        return super().offered_keys()
+
+    def commit(self) -> None:
+        self.calls.append("commit")
+
+    def close(self) -> None:
+        self.calls.append("close")
+        if self.fail == "close":
+            raise ProviderError(f"fake {self.name}: close failed")
+
+
+def test_sources_are_committed_only_on_success_and_always_closed() -> None:
+    a, b = Closing("a", {"A": b"1"}), Closing("b", {"B": b"2"})
+    load_secrets(a, b)
+    assert a.calls == ["commit", "close"] and b.calls == ["commit", "close"]
+    c, d = Closing("c", {"A": b"1"}), Closing("d", {})
+    with pytest.raises(MissingSecretsError):
+        load_secrets(c, d, required=["Z"])
+    assert c.calls == ["close"] and d.calls == ["close"], "no commit after a failure"
+
+
+def test_a_failing_close_wipes_everything_and_still_closes_the_others() -> None:
+    good, bad, last = (
+        Closing("good", {"A": b"secret-a"}),
+        Closing("bad", {}, fail="close"),
+        Closing("last", {}),
+    )
+    with pytest.raises(ProviderError, match="close failed"):
+        load_secrets(good, bad, last)
+    assert good.made and all(c.wiped for c in good.made)
+    assert last.calls[-1] == "close"
+
+
+def test_a_failing_listing_still_closes_the_sources_listed_before() -> None:
+    first, failing = Closing("first", {"A": b"1"}), Closing("failing", {}, fail="offer")
+    with pytest.raises(ProviderError, match="cannot list"):
+        load_secrets(first, failing)
+    assert first.calls == ["close"]

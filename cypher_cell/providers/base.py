@@ -69,6 +69,12 @@ class Provider(abc.ABC):
         `ProviderError` (naming provider, key and place) when the source
         exists but cannot be read, after wiping any cell it already made."""
 
+    def commit(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
+        """Called once `load_secrets` has every key it needs, before the
+        store is returned; not called when loading fails. A source that
+        changes the world after reading (Environ scrubs the variables it
+        read) does it here, so a failed load leaves everything as it was."""
+
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Releases (and wipes) anything the source still holds, such as a
         parsed file's buffer. `load_secrets` calls it for every source when

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import codecs
 import os
+import re
 import stat
 import sys
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import closing
 from typing import ClassVar, Literal
 
@@ -26,6 +27,16 @@ from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
 PermissionsMode = Literal["warn", "error", "ignore"]
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+def is_plain_name(key: str) -> bool:
+    """Letters, digits, ``_ . -``, not starting with a digit: what a key
+    name looks like, and what a line of base64 key material does not (it
+    has ``+``, ``/`` or ``=``, or starts with a digit) — mostly."""
+    return _PLAIN_NAME.fullmatch(key) is not None
+
+
 _PERMISSIONS = ("warn", "error", "ignore")
 _ENCODINGS = ("utf-8", "utf-8-sig")
 
@@ -142,12 +153,27 @@ class EnvFile(Provider):
         try:
             self._check_permissions(file.mode)
             self._check_problems(file)
+            entries = [(key, line) for key, line, valued in file.entries() if valued]
+            self._check_names(line for key, line in entries if not is_plain_name(key))
         except BaseException:
             file.close()
             raise
         self._file = file
-        self._lines = {key: line for key, line, valued in file.entries() if valued}
+        self._lines = {key: line for key, line in entries if is_plain_name(key)}
         return file
+
+    def _check_names(self, lines: Iterable[int]) -> None:
+        """Keys that are not plain names are not loaded: the last line of an
+        unquoted multi-line value (base64 ending in '=' padding) parses as
+        ``KEY=``, and a key's name is shown everywhere. Named by line only."""
+        for line in lines:
+            what = (
+                f"env-file {self._path}:{line}: the key is not a plain name (not shown: it may be a "
+                f"line of an unquoted multi-line value, such as a PEM key); quote multi-line values"
+            )
+            if self._strict:
+                raise DotenvSyntaxError(what, path=self._path, line=line)
+            _warn(f"{what}; it is not loaded", DotenvSyntaxWarning)
 
     def _check_permissions(self, mode: int) -> None:
         if self._permissions == "ignore" or not mode & (stat.S_IRGRP | stat.S_IROTH):

@@ -34,8 +34,11 @@ class Environ(Provider):
         if not isinstance(prefix, str):
             raise TypeError(f"Environ(prefix=...) must be a str, not {type(prefix).__name__}")
         self._keys = None if keys is None else list(dict.fromkeys(keys))
+        if self._keys is not None and not all(isinstance(k, str) and k for k in self._keys):
+            raise TypeError("Environ(keys=...) must contain non-empty names (str)")
         self._prefix = prefix
         self._scrub = bool(scrub)
+        self._to_scrub: list[str] = []
 
     def describe(self) -> str:
         return f"environ {self._prefix}*" if self._prefix else "environ"
@@ -61,13 +64,23 @@ class Environ(Provider):
                 cell = CypherCell(stored, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
                 loaded[key] = Loaded(cell, f"environ {name}")
                 if self._scrub:
-                    del stored  # the scrub zeroes the bytes only if nothing else holds them
-                    _native.scrub_environ(name)
-                    # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
-                    # which would decode the value into a str first.
-                    os.unsetenv(name)
-                    _storage().pop(_encoded(name), None)
+                    self._to_scrub.append(name)
         return loaded
+
+    def commit(self) -> None:
+        """Scrubs what `load` read, once the whole load has succeeded."""
+        names, self._to_scrub = self._to_scrub, []
+        for name in names:
+            # Zeroes os.environ's bytes (only if nothing else holds them) and
+            # the C environment's strings in place.
+            _native.scrub_environ(_encoded(name))
+            # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
+            # which would decode the value into a str first.
+            os.unsetenv(name)
+            _storage().pop(_encoded(name), None)
+
+    def close(self) -> None:
+        self._to_scrub = []
 
 
 def _storage() -> dict[bytes, bytes]:

@@ -191,24 +191,28 @@ class Keyring(Provider):
         """Runs a keyring backend call, turning its failures into our errors.
 
         Backend failures (keyring, Secret Service, D-Bus, socket) become
-        `ProviderUnavailableError` naming the backend and the key, chained to
-        the cause. Anything else may carry the value in its text or attributes
-        (`UnicodeDecodeError.object` is the raw secret), so it is named by
-        type only and raised outside the handler: the original exception and
-        the frames its traceback holds are released, not chained.
+        `ProviderUnavailableError` naming the backend, the key and the
+        failure's own message. Nothing is chained: a backend's exception may
+        itself be chained to one that holds the value (a KeyringError raised
+        from a UnicodeDecodeError, whose `.object` is the raw secret), and its
+        traceback keeps the backend's frames, locals included, alive. Any
+        other exception may carry the value in its text or attributes, so it
+        is named by type only. Both are raised outside the handler.
         """
         failures = _backend_failures()
         try:
             return call()
         except failures as exc:
-            raise ProviderUnavailableError(
+            error: ProviderError = ProviderUnavailableError(
                 self._failure(backend, key, f"{type(exc).__name__}: {exc}")
-            ) from exc
+            )
         except Exception as exc:
-            kind = type(exc).__name__
-        raise ProviderError(
-            self._failure(backend, key, f"{kind} (details withheld: they may hold the value)")
-        )
+            error = ProviderError(
+                self._failure(
+                    backend, key, f"{type(exc).__name__} (details withheld: they may hold the value)"
+                )
+            )
+        raise error
 
     def _failure(self, backend: str, key: str, what: str) -> str:
         return (
