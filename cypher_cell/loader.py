@@ -3,7 +3,7 @@ sources into cells, all or nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Set
 
 from cypher_cell.errors import MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
@@ -11,7 +11,7 @@ from cypher_cell.providers.base import Loaded, Provider
 from cypher_cell.store import SecretStore
 
 
-def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
+def load_secrets(
     *sources: Provider,
     keys: Iterable[str] | None = None,
     required: Iterable[str] = (),
@@ -41,28 +41,12 @@ def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
     wanted: list[str] = []
     try:
         offered = [source.offered_keys() for source in sources]
-        if asked_for is not None:
-            wanted = _unique([*asked_for, *required])
-        else:
-            listed = (k for offer in offered if offer is not None for k in offer)
-            wanted = _unique([*listed, *required])
+        wanted, wanted_from = _wanted(offered, asked_for, required)
         for source, offer in zip(sources, offered, strict=True):
-            offer_set = None if offer is None else set(offer)
-            ask = [k for k in wanted if k not in found and (offer_set is None or k in offer_set)]
-            if source.asks_only_required:
-                ask = [k for k in ask if k in required_set]
-            if not ask:
-                continue
-            got = source.load(ask, policy_for)
-            unexpected = got.keys() - set(ask)
-            if unexpected:
-                for k in unexpected:
-                    got.pop(k).cell.wipe()
-                found.update(got)
-                raise ProviderError(
-                    f"{source.describe()}: returned keys it was not asked for: {sorted(unexpected)}"
-                )
-            found.update(got)
+            only = required_set if source.asks_only_required else None
+            ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
+            if ask:
+                _merge(source, source.load(ask, policy_for), ask, found)
         missing = [k for k in required if k not in found]
         if missing:
             raise MissingSecretsError(missing)
@@ -73,18 +57,12 @@ def load_secrets(  # noqa: PLR0912 - one flat sequence of checks reads best here
         _wipe(found)
         raise
     finally:
-        # Sources may hold buffers (a parsed .env file) even if never asked;
-        # every one is closed even if another's close fails.
-        failures: list[BaseException] = []
-        for source in sources:
-            try:
-                source.close()
-            except BaseException as exc:
-                failures.append(exc)
-        if failures:
+        # Sources may hold buffers (a parsed .env file) even if never asked.
+        failure = _close_all(sources)
+        if failure is not None:
             _wipe(found)
-            raise failures[0]
-    ordered = {k: found[k] for k in wanted if k in found}
+            raise failure
+    ordered = found if list(found) == wanted else {k: found[k] for k in wanted if k in found}
     return SecretStore(ordered, policy_for)
 
 
@@ -96,6 +74,58 @@ def _names(what: str, names: Iterable[str]) -> list[str]:
         if not isinstance(name, str) or not name:
             raise TypeError(f"{what} must contain non-empty key names (str), got {name!r}")
     return out
+
+
+def _wanted(
+    offered: list[Collection[str] | None], asked_for: list[str] | None, required: list[str]
+) -> tuple[list[str], Collection[str] | None]:
+    """The keys to load, in order, and the one listing they were taken from
+    whole, if so (its source can then be asked for all of them unfiltered)."""
+    if asked_for is not None:
+        return _unique([*asked_for, *required]), None
+    listing = [offer for offer in offered if offer is not None]
+    if len(listing) == 1 and not required:
+        return list(listing[0]), listing[0]
+    return _unique([k for offer in listing for k in offer] + required), None
+
+
+def _to_ask(
+    wanted: list[str],
+    listed_whole: Collection[str] | None,
+    offer: Collection[str] | None,
+    found: Mapping[str, Loaded],
+    only: set[str] | None,
+) -> list[str]:
+    """The keys to ask one source for: wanted, not found yet, offered by it
+    (anything, if it cannot list), and required if it asks only for those."""
+    if not found and listed_whole is not None:
+        ask = wanted  # what is wanted is exactly what this source listed
+    else:
+        # A dict's keys are already a set; other collections become one.
+        offer_set = None if offer is None else offer if isinstance(offer, Set) else set(offer)
+        ask = [k for k in wanted if k not in found and (offer_set is None or k in offer_set)]
+    return ask if only is None else [k for k in ask if k in only]
+
+
+def _merge(source: Provider, got: dict[str, Loaded], ask: list[str], found: dict[str, Loaded]) -> None:
+    """Adds what a source loaded; a key it was not asked for is an error."""
+    unexpected = got.keys() - set(ask)
+    for k in unexpected:
+        got.pop(k).cell.wipe()
+    found.update(got)
+    if unexpected:
+        raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {sorted(unexpected)}")
+
+
+def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:
+    """Closes every source, even if one fails; returns the first failure."""
+    first: BaseException | None = None
+    for source in sources:
+        try:
+            source.close()
+        except BaseException as exc:
+            first = first or exc
+    return first
 
 
 def _wipe(found: Mapping[str, Loaded]) -> None:

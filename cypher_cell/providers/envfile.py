@@ -34,6 +34,8 @@ def is_plain_name(key: str) -> bool:
     """Letters, digits, ``_ . -``, not starting with a digit: what a key
     name looks like, and what a line of base64 key material does not (it
     has ``+``, ``/`` or ``=``, or starts with a digit) — mostly."""
+    if key.isascii() and key.isidentifier():  # the common case, in C
+        return True
     return _PLAIN_NAME.fullmatch(key) is not None
 
 
@@ -153,13 +155,20 @@ class EnvFile(Provider):
         try:
             self._check_permissions(file.mode)
             self._check_problems(file)
-            entries = [(key, line) for key, line, valued in file.entries() if valued]
-            self._check_names(line for key, line in entries if not is_plain_name(key))
+            lines: dict[str, int] = {}
+            odd: list[int] = []
+            for key, line, valued in file.entries():
+                if valued:
+                    if is_plain_name(key):
+                        lines[key] = line
+                    else:
+                        odd.append(line)
+            self._check_names(odd)
         except BaseException:
             file.close()
             raise
         self._file = file
-        self._lines = {key: line for key, line in entries if is_plain_name(key)}
+        self._lines = lines
         return file
 
     def _check_names(self, lines: Iterable[int]) -> None:
