@@ -27,7 +27,6 @@ import secrets
 import subprocess
 import sys
 import textwrap
-import time
 import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import closing
@@ -42,10 +41,7 @@ from provider_contract import ProviderContract
 from secret_service import SecretService, secret_service  # noqa: F401  (the fixture)
 
 from cypher_cell import (
-    CellExpiredError,
-    CellWipedError,
     MissingSecretsError,
-    Policy,
     ProviderError,
     ProviderUnavailableError,
     load_secrets,
@@ -137,27 +133,6 @@ def test_usernames_per_key_default_to_the_key_name(service: str) -> None:
         assert right == (True, True, True)
         assert store.source("db") == f"keyring {service}/postgres-admin"
         assert store.source("api") == f"keyring {service}/api"
-
-
-def test_policy_is_applied(service: str) -> None:
-    once, brief = value(), value()
-    keyring.set_password(service, "otp", once)
-    keyring.set_password(service, "session", brief)
-    store = load_secrets(
-        Keyring(service),
-        required=["otp", "session"],
-        policy={"otp": Policy(volatile=True), "session": Policy(ttl_sec=0.05)},
-    )
-    assert store.policy("otp").volatile and store["otp"].volatile
-    first_read = store["otp"].reveal() == once.encode()
-    assert first_read
-    with pytest.raises(CellWipedError):
-        store["otp"].reveal()
-    assert store["session"].ttl_sec == 0.05
-    time.sleep(0.2)
-    with pytest.raises(CellExpiredError):
-        store["session"].reveal()
-    store.close()
 
 
 @pytest.mark.parametrize("text", ["", "pässwörd ✓ 密码", "x" * 5000])
