@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::bindings::{CellOptions, CypherCell};
 use crate::dotenv::{self, InputError, Located};
-use crate::errors::{lock_message, Error};
+use crate::errors::{describe_io, lock_message, Error};
 use crate::memory::{fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
@@ -98,9 +98,7 @@ fn open_error(path: &Path, shown: &str, e: &std::io::Error) -> Error {
     };
     let why = match e.kind() {
         ErrorKind::NotFound if dangling() => "a symbolic link to a missing file".to_string(),
-        ErrorKind::NotFound => "no such file".to_string(),
-        ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
+        _ => describe_io(e),
     };
     Error::Provider(format!("env-file {shown}: cannot open: {why}"))
 }

@@ -39,6 +39,16 @@ impl From<PyErr> for Error {
     }
 }
 
+/// An I/O failure in words for messages: the common cases spelled out,
+/// the rest as the OS says them. Never any file content.
+pub fn describe_io(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
 pub fn describe_limit() -> String {
     let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |b| format!("{b} bytes"));
     match sys::memlock_limit() {

@@ -3,7 +3,7 @@
 //! the process still holds are overwritten.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read};
+use std::io::Read;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 
 use pyo3::prelude::*;
@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict};
 use zeroize::Zeroize;
 
 use crate::bindings::{CellOptions, CypherCell};
-use crate::errors::Error;
+use crate::errors::{describe_io, Error};
 use crate::memory::{pybytes, sys};
 
 /// Overwrites what this process still holds of an environment variable's
@@ -44,14 +44,6 @@ fn scrub_environ<'py>(py: Python<'py>, name: &Bound<'py, PyBytes>) -> PyResult<B
 
 fn io_error(path: &str, what: &str, e: &std::io::Error) -> Error {
     Error::Provider(format!("{path}: cannot {what}: {}", describe_io(e)))
-}
-
-fn describe_io(e: &std::io::Error) -> String {
-    match e.kind() {
-        ErrorKind::NotFound => "no such file".into(),
-        ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => e.to_string(),
-    }
 }
 
 /// Reads a whole file straight into a new cell (no intermediate copy),
