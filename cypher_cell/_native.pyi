@@ -1,5 +1,6 @@
 """Type stubs for the Rust core (native/bindings.rs, native/memory/export.rs)."""
 
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Literal, NoReturn, final
 
@@ -9,13 +10,16 @@ __all__ = [
     "CypherCell",
     "DotenvFile",
     "Exposure",
+    "Loaded",
     "__version__",
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "is_plain_name",
     "prompt_cell",
     "read_file_cell",
     "scrub_environ",
+    "wipe_loaded",
 ]
 __version__: str
 
@@ -99,6 +103,18 @@ def read_file_cell(
     ttl_sec: float | None = None,
     protection: _Protection = "auto",
 ) -> CypherCell: ...
+def is_plain_name(name: str) -> bool: ...
+
+# native/loaded.rs: what providers hand to load_secrets (public as cypher_cell.providers.Loaded).
+@final
+class Loaded:
+    def __new__(cls, cell: CypherCell, origin: str) -> Loaded: ...
+    @property
+    def cell(self) -> CypherCell: ...
+    @property
+    def origin(self) -> str: ...
+
+def wipe_loaded(entries: Iterable[Loaded]) -> None: ...
 
 # native/dotenv_py.rs: the native half of EnvFile (the file is read and parsed in locked memory).
 @final
@@ -129,14 +145,15 @@ class DotenvFile:
         ttl_sec: float | None = None,
         protection: _Protection = "auto",
     ) -> CypherCell: ...
-    def cells(
+    def loadable(self) -> tuple[tuple[str, ...], list[int]]: ...
+    def load(
         self,
-        keys: list[str],
+        keys: Iterable[str],
         *,
         volatile: bool = False,
         ttl_sec: float | None = None,
         protection: _Protection = "auto",
-    ) -> list[CypherCell]: ...
+    ) -> dict[str, Loaded]: ...
     def problems(self) -> list[tuple[int, str]]: ...
     def duplicates(self) -> list[tuple[str, list[int]]]: ...
     def undefined_references(self) -> list[tuple[str, int, str]]: ...

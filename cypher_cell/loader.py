@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Set
 
+from cypher_cell._native import wipe_loaded
 from cypher_cell.errors import MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, Provider
@@ -46,7 +47,7 @@ def load_secrets(
             only = required_set if source.asks_only_required else None
             ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
             if ask:
-                _merge(source, source.load(ask, policy_for), ask, found)
+                found = _merge(source, source.load(ask, policy_for), ask, found)
         missing = [k for k in required if k not in found]
         if missing:
             raise MissingSecretsError(missing)
@@ -63,7 +64,7 @@ def load_secrets(
             _wipe(found)
             raise failure
     ordered = found if list(found) == wanted else {k: found[k] for k in wanted if k in found}
-    return SecretStore(ordered, policy_for)
+    return SecretStore._adopt(ordered, policy_for)
 
 
 def _names(what: str, names: Iterable[str]) -> list[str]:
@@ -107,14 +108,22 @@ def _to_ask(
     return ask if only is None else [k for k in ask if k in only]
 
 
-def _merge(source: Provider, got: dict[str, Loaded], ask: list[str], found: dict[str, Loaded]) -> None:
-    """Adds what a source loaded; a key it was not asked for is an error."""
-    unexpected = got.keys() - set(ask)
-    for k in unexpected:
-        got.pop(k).cell.wipe()
+def _merge(
+    source: Provider, got: dict[str, Loaded], ask: list[str], found: dict[str, Loaded]
+) -> dict[str, Loaded]:
+    """`found` with what a source loaded added: `got` itself if nothing was
+    found before (a source's dict is the caller's; a copy of 100,000
+    entries is not free). A key it was not asked for is an error, and then
+    every cell it made is wiped."""
+    # Every key asked for, in order (the usual answer), needs no set.
+    if list(got) != ask and not got.keys() <= set(ask):
+        unexpected = sorted(got.keys() - set(ask))
+        wipe_loaded(got.values())
+        raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {unexpected}")
+    if not found:
+        return got
     found.update(got)
-    if unexpected:
-        raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {sorted(unexpected)}")
+    return found
 
 
 def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:
@@ -129,8 +138,7 @@ def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:
 
 
 def _wipe(found: Mapping[str, Loaded]) -> None:
-    for entry in found.values():
-        entry.cell.wipe()
+    wipe_loaded(found.values())
 
 
 def _unique(names: Iterable[str]) -> list[str]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import NoReturn
 
-from cypher_cell._native import CypherCell
+from cypher_cell._native import CypherCell, wipe_loaded
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, PolicyFor
 
@@ -22,6 +22,16 @@ class SecretStore(Mapping[str, CypherCell]):
         self._entries = dict(entries)
         self._policy = policy or PolicyMap()
         self._closed = False
+
+    @classmethod
+    def _adopt(cls, entries: dict[str, Loaded], policy: PolicyFor) -> SecretStore:
+        """A store over `entries` itself, not a copy: for `load_secrets`,
+        whose dict nobody else holds (a copy of 100,000 entries is ~2 ms)."""
+        store = cls.__new__(cls)
+        store._entries = entries
+        store._policy = policy
+        store._closed = False
+        return store
 
     def __getitem__(self, key: str) -> CypherCell:
         return self._entries[key].cell
@@ -48,8 +58,7 @@ class SecretStore(Mapping[str, CypherCell]):
 
     def close(self) -> None:
         """Wipes every cell. Calling it again does nothing."""
-        for entry in self._entries.values():
-            entry.cell.wipe()
+        wipe_loaded(self._entries.values())
         self._closed = True
 
     def __enter__(self) -> SecretStore:

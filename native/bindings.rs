@@ -54,7 +54,7 @@ impl Source<'_> {
     }
 }
 
-fn type_name(obj: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
         .map(|n| n.to_string())
@@ -150,6 +150,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// A cell's policy, checked before anything is allocated. Providers in
 /// Rust (the .env parser, the terminal reader, ...) create their cells
 /// through this too, so every cell gets the same checks and warnings.
+#[derive(Clone, Copy)]
 pub(crate) struct CellOptions {
     requested: Requested,
     volatile: bool,
@@ -516,6 +517,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_probe, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Native pieces of the providers register their own functions and classes.
+    crate::loaded::register(m)?;
     crate::dotenv_py::register(m)?;
     crate::sources::register(m)?;
     crate::prompt::register(m)?;

@@ -33,9 +33,11 @@
 //! far, and the environment, for each value); here each byte is visited a
 //! bounded number of times and a reference is one hash lookup.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+
+use hashbrown::hash_table::Entry;
+use hashbrown::HashTable;
 use std::ops::Range;
-use std::sync::Arc;
 
 use zeroize::{Zeroize, Zeroizing};
 
@@ -157,7 +159,7 @@ pub struct Binding {
 /// value of its last binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
-    pub name: Arc<str>,
+    pub name: Box<str>,
     /// The binding that gives the value (the last one).
     pub last: usize,
     /// How many bindings the key has.
@@ -203,32 +205,85 @@ pub struct Skipped {
     pub problem: Problem,
 }
 
+/// Key name to position, holding each name's hash and position but not the
+/// name: the name is stored once, in its key, and looked up there. (A map
+/// keyed by shared names cost an atomic count per key, made and dropped:
+/// 12% of the parse of 100,000 keys.) SipHash with a random key, as std's
+/// `HashMap`: the names come from a file.
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    table: HashTable<(u64, usize)>,
+    hasher: RandomState,
+}
+
+impl KeyIndex {
+    fn with_capacity(capacity: usize) -> Self {
+        KeyIndex {
+            table: HashTable::with_capacity(capacity),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The position of `name`; `name_at` gives the name at a position.
+    pub fn get<'n>(&self, name: &str, name_at: impl Fn(usize) -> &'n str) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&(h, at)| h == hash && name_at(at) == name)
+            .map(|&(_, at)| at)
+    }
+
+    /// The position of `name` if it has one; else it gets `new`, and None.
+    fn get_or_insert<'n>(
+        &mut self,
+        name: &str,
+        new: usize,
+        name_at: impl Fn(usize) -> &'n str,
+    ) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        let same = |&(h, at): &(u64, usize)| h == hash && name_at(at) == name;
+        match self.table.entry(hash, same, |&(h, _)| h) {
+            Entry::Occupied(found) => Some(found.get().1),
+            Entry::Vacant(slot) => {
+                slot.insert((hash, new));
+                None
+            }
+        }
+    }
+}
+
 /// Every binding in file order (duplicates included), the keys they bind
 /// (each once, in order of first appearance, like a Python dict) and every
 /// skipped statement.
 #[derive(Debug, Default)]
 pub struct Parsed {
     pub keys: Vec<Key>,
-    /// Key name to index in `keys`.
-    pub index: HashMap<Arc<str>, usize>,
+    /// Key name to position in `keys`.
+    pub index: KeyIndex,
     pub bindings: Vec<Binding>,
     pub skipped: Vec<Skipped>,
 }
 
 impl Parsed {
+    /// The position of a key in `keys`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name, |k| &self.keys[k].name)
+    }
+
     fn bind(&mut self, name: &str, line: usize, value: Option<RawValue>) {
         let binding = self.bindings.len();
-        let key = match self.index.get(name) {
-            Some(&k) => {
+        let keys = &self.keys;
+        let key = match self
+            .index
+            .get_or_insert(name, keys.len(), |k| &keys[k].name)
+        {
+            Some(k) => {
                 self.keys[k].last = binding;
                 self.keys[k].count += 1;
                 k
             }
             None => {
-                let name: Arc<str> = Arc::from(name);
-                self.index.insert(name.clone(), self.keys.len());
                 self.keys.push(Key {
-                    name,
+                    name: name.into(),
                     last: binding,
                     count: 1,
                 });
@@ -453,7 +508,14 @@ pub fn parse(text: &str) -> Parsed {
         line: 1,
         counted: 0,
     };
-    let mut parsed = Parsed::default();
+    // About one statement per line: sized once, not grown step by step.
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut parsed = Parsed {
+        keys: Vec::with_capacity(lines),
+        index: KeyIndex::with_capacity(lines),
+        bindings: Vec::with_capacity(lines),
+        skipped: Vec::new(),
+    };
     let mut pos = if text.as_bytes().starts_with(BOM) {
         BOM.len()
     } else {
@@ -665,6 +727,16 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
+/// What a key's name looks like: ASCII letters, digits, `_`, `.` and `-`,
+/// not starting with a digit, `.` or `-`. A line of base64 key material
+/// mostly does not (it has `+`, `/` or `=`, or starts with a digit); an
+/// unquoted multi-line value's lines parse as keys, and names are shown.
+pub fn is_plain_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| matches!(c, '_' | '.' | '-') || c.is_ascii_alphanumeric())
+}
+
 /// Plans the final values with python-dotenv's rules for `dotenv_values()`
 /// (`override=True`). `env` looks a name up in the process environment.
 /// The built values may total at most `limit` bytes.
@@ -713,7 +785,7 @@ pub fn resolve(
                 } else {
                     std::str::from_utf8(name_raw).unwrap_or_default()
                 };
-                let earlier = parsed.index.get(name).and_then(|&k| latest[k]);
+                let earlier = parsed.position(name).and_then(|k| latest[k]);
                 if let Some(earlier) = earlier {
                     if let Some(at) = &res.values[earlier] {
                         res.pieces.push(Piece::Earlier(at.clone()));
@@ -1025,7 +1097,8 @@ mod tests {
         assert_eq!(parsed.keys.len(), 2);
         assert_eq!((parsed.keys[0].last, parsed.keys[0].count), (3, 3));
         assert_eq!(parsed.duplicates(), vec![(0, vec![1, 3, 4])]);
-        assert_eq!(parsed.index.get("B"), Some(&1));
+        assert_eq!(parsed.position("B"), Some(1));
+        assert_eq!(parsed.position("C"), None);
     }
 
     #[test]

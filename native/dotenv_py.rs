@@ -3,7 +3,6 @@
 //! [`crate::dotenv`], and its values leave only into cells. Key names, line
 //! numbers and problems are public; messages never quote the file.
 
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
@@ -14,13 +13,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedStr;
-use pyo3::types::PyTuple;
+use pyo3::types::{PyDict, PyString, PyTuple};
 use zeroize::Zeroizing;
 
-use crate::bindings::{CellOptions, CypherCell};
-use crate::dotenv::{self, InputError, Located};
+use crate::bindings::{type_name, CellOptions, CypherCell};
+use crate::dotenv::{self, InputError, KeyIndex, Located};
 use crate::errors::{describe_io, lock_message, Error};
+use crate::loaded::Loaded;
 use crate::memory::{fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
@@ -56,7 +55,7 @@ impl Buffers {
 }
 
 struct KeyInfo {
-    name: Arc<str>,
+    name: Box<str>,
     /// The line whose value wins (the last binding).
     line: usize,
     value: Option<Located>,
@@ -72,10 +71,10 @@ pub struct DotenvFile {
     path: String,
     mode: u32,
     keys: Vec<KeyInfo>,
-    index: HashMap<Arc<str>, usize>,
+    index: KeyIndex,
     problems: Vec<(usize, &'static str)>,
-    duplicates: Vec<(Arc<str>, Vec<usize>)>,
-    undefined: Vec<(Arc<str>, usize, String)>,
+    duplicates: Vec<(Box<str>, Vec<usize>)>,
+    undefined: Vec<(Box<str>, usize, String)>,
     generation: u64,
     buffers: Mutex<Option<Buffers>>,
 }
@@ -87,8 +86,13 @@ struct FileBytes {
     degraded: Option<AllocError>,
 }
 
+/// A working buffer (the file's bytes, the values escapes or `${...}`
+/// changed): locked, but not secretmem, whose per-page cost was 40% of the
+/// parse. The kernel holds the file's bytes in its page cache (or a pipe's
+/// buffer) anyway; these buffers live only until `load` returns. Cells, which
+/// outlive the file, get the strongest tier.
 fn allocate(len: usize) -> Result<(SecretBuf, Option<AllocError>), Error> {
-    SecretBuf::allocate(Requested::Auto, len).map_err(Error::Lock)
+    SecretBuf::allocate(Requested::Transient, len).map_err(Error::Lock)
 }
 
 fn open_error(path: &Path, shown: &str, e: &std::io::Error) -> Error {
@@ -279,15 +283,6 @@ impl DotenvFile {
             warn_unlocked(py, &shown, cause)?;
         }
         let bindings = &parsed.bindings;
-        let keys = parsed
-            .keys
-            .iter()
-            .map(|k| KeyInfo {
-                name: k.name.clone(),
-                line: bindings[k.last].line,
-                value: values[k.last].clone(),
-            })
-            .collect();
         let duplicates = parsed
             .duplicates()
             .into_iter()
@@ -306,6 +301,16 @@ impl DotenvFile {
             .iter()
             .map(|s| (s.line, s.problem.message()))
             .collect();
+        // The names move, not copied.
+        let keys = parsed
+            .keys
+            .into_iter()
+            .map(|k| KeyInfo {
+                name: k.name,
+                line: bindings[k.last].line,
+                value: values[k.last].clone(),
+            })
+            .collect();
         Ok(DotenvFile {
             path: shown,
             mode,
@@ -323,14 +328,18 @@ impl DotenvFile {
         })
     }
 
+    fn position(&self, name: &str) -> Option<usize> {
+        self.index.get(name, |k| &self.keys[k].name)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Buffers>> {
         // Nothing panics while holding it; the data stays valid regardless.
         self.buffers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn info(&self, key: &str) -> PyResult<&KeyInfo> {
-        match self.index.get(key) {
-            Some(&i) => Ok(&self.keys[i]),
+        match self.position(key) {
+            Some(i) => Ok(&self.keys[i]),
             None => Err(PyKeyError::new_err(key.to_string())),
         }
     }
@@ -368,11 +377,8 @@ impl DotenvFile {
         &self,
         py: Python<'_>,
         at: &Located,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'_, PyAny>>,
-        protection: &str,
+        options: CellOptions,
     ) -> PyResult<CypherCell> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
         options.create(py, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
@@ -467,32 +473,88 @@ impl DotenvFile {
         ttl_sec: Option<&Bound<'_, PyAny>>,
         protection: &str,
     ) -> PyResult<CypherCell> {
+        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
         let at = self.value_of(key)?;
         self.check_readable()?;
-        self.make_cell(py, at, volatile, ttl_sec, protection)
+        self.make_cell(py, at, options)
     }
 
-    /// `cell()` for each key, all with the same policy, in one call; all or
-    /// nothing (cells already made are wiped if one fails).
+    /// What `load` can give: every key that has a value and a plain name
+    /// (`is_plain_name`), in the order of `keys()`; and the lines of the keys
+    /// that have a value but not a plain name (never loaded: such a "key" is
+    /// more likely a line of an unquoted multi-line value).
+    fn loadable<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyTuple>, Vec<usize>)> {
+        let mut plain = Vec::with_capacity(self.keys.len());
+        let mut odd = Vec::new();
+        for k in self.keys.iter().filter(|k| k.value.is_some()) {
+            if dotenv::is_plain_name(&k.name) {
+                plain.push(&*k.name);
+            } else {
+                odd.push(k.line);
+            }
+        }
+        Ok((PyTuple::new(py, plain)?, odd))
+    }
+
+    /// `{key: Loaded}` for those of `keys` that `loadable()` lists, in the
+    /// order of `keys`, every cell with the same policy; the other keys are
+    /// left out. Origins read `env-file PATH:LINE`. All or nothing: if one
+    /// cell fails, those already made are wiped.
     #[pyo3(signature = (keys, *, volatile = false, ttl_sec = None, protection = "auto"))]
-    fn cells(
+    fn load<'py>(
         &self,
-        py: Python<'_>,
-        keys: Vec<PyBackedStr>,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
         volatile: bool,
-        ttl_sec: Option<&Bound<'_, PyAny>>,
+        ttl_sec: Option<&Bound<'py, PyAny>>,
         protection: &str,
-    ) -> PyResult<Vec<CypherCell>> {
-        let values = keys
-            .iter()
-            .map(|k| self.value_of(k))
-            .collect::<PyResult<Vec<_>>>()?;
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
         self.check_readable()?;
-        // A cell dropped on the way (an error) is wiped by its Drop.
-        values
-            .into_iter()
-            .map(|at| self.make_cell(py, at, volatile, ttl_sec, protection))
-            .collect()
+        let prefix: Arc<str> = format!("env-file {}:", self.path).into();
+        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> = Vec::new();
+        let filled = (|| {
+            // Keys usually come in file order (as `loadable()` lists them):
+            // the key after the last one found is compared before hashing.
+            let mut next = 0;
+            for key in keys.try_iter()? {
+                let key = key?;
+                let name = key.cast::<PyString>().map_err(|_| {
+                    Error::Type(format!("keys must be str, not {}", type_name(&key)))
+                })?;
+                // A str that is not valid UTF-8 (a lone surrogate) is no key here.
+                let Ok(name) = name.to_str() else { continue };
+                let found = match self.keys.get(next) {
+                    Some(k) if *k.name == *name => Some(next),
+                    _ => self.position(name),
+                };
+                let Some(i) = found else { continue };
+                next = i + 1;
+                let info = &self.keys[i];
+                let Some(at) = info
+                    .value
+                    .as_ref()
+                    .filter(|_| dotenv::is_plain_name(&info.name))
+                else {
+                    continue;
+                };
+                let cell = Bound::new(py, self.make_cell(py, at, options)?)?;
+                made.push((key, Loaded::at_line(cell, &prefix, info.line)?));
+            }
+            // The dict is filled in a pass of its own: with 100,000 keys its
+            // tables stay in the CPU's caches instead of competing with the
+            // cells' memory (measured: a third of the time of the load).
+            let out = PyDict::new(py);
+            for (key, loaded) in &made {
+                out.set_item(key, loaded)?;
+            }
+            Ok::<_, PyErr>(out)
+        })();
+        filled.inspect_err(|_| {
+            for (_, loaded) in &made {
+                loaded.get().wipe();
+            }
+        })
     }
 
     /// `(line, message)` for each statement that was skipped, as
@@ -546,6 +608,13 @@ impl DotenvFile {
     }
 }
 
+/// Whether `name` looks like a key's name (see `dotenv::is_plain_name`).
+#[pyfunction]
+fn is_plain_name(name: &str) -> bool {
+    dotenv::is_plain_name(name)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<DotenvFile>()
+    m.add_class::<DotenvFile>()?;
+    m.add_function(wrap_pyfunction!(is_plain_name, m)?)
 }

@@ -8,6 +8,7 @@ pub mod cell;
 mod dotenv;
 mod dotenv_py;
 mod errors;
+mod loaded;
 #[allow(unsafe_code)]
 pub mod memory;
 mod prompt;

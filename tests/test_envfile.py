@@ -19,9 +19,11 @@ inside helpers that return key names or booleans.
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import random
+import re
 import resource
 import stat
 import subprocess
@@ -42,11 +44,11 @@ from dotenv import dotenv_values
 from dotenv.version import __version__ as DOTENV_VERSION
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from kernel import random_secret, run_child, scan_memory, secret_forms, start_child
+from kernel import random_secret, run_child, scan_memory, secret_forms, smaps, start_child, status_kib
 from provider_contract import ProviderContract
 
 from cypher_cell import DotenvSyntaxError, Policy, ProviderError, load_secrets
-from cypher_cell._native import DotenvFile, _pool_stats
+from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_loaded
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
 from cypher_cell.providers import EnvFile, Provider
 from cypher_cell.providers import envfile as envfile_module
@@ -396,18 +398,92 @@ def test_keys_lines_values_and_entries(tmp_path: Path) -> None:
         assert "B" not in str(info.value).replace(str(path), ""), "a bare line's text is not repeated"
 
 
-def test_cells_are_all_or_nothing(tmp_path: Path) -> None:
-    path = write(tmp_path, b"A=1\nB=2\nC\n")
+def test_load_gives_plain_named_valued_keys_in_the_order_asked(tmp_path: Path) -> None:
+    path = write(tmp_path, b"A=1\nB=2\nC\nx+y/z==\nD.E-F=3\n")
     with DotenvFile(str(path)) as f:
-        cells = f.cells(["A", "B"], volatile=True)
-        assert [c.volatile for c in cells] == [True, True]
-        assert [c == v for c, v in zip(cells, [b"1", b"2"], strict=True)] == [True, True]
+        assert f.loadable() == (("A", "B", "D.E-F"), [4])
+        loaded = f.load(["D.E-F", "NOPE", "C", "x+y/z=", "B", "A"], volatile=True)
+        # Absent, valueless and not-plain keys are left out, not errors.
+        assert list(loaded) == ["D.E-F", "B", "A"]
+        assert [e.cell == v for e, v in zip(loaded.values(), [b"3", b"2", b"1"], strict=True)] == [True] * 3
+        assert [e.cell.volatile for e in loaded.values()] == [True] * 3
+        assert [e.origin for e in loaded.values()] == [f"env-file {path}:{n}" for n in (5, 2, 1)]
+        assert repr(loaded["A"]) == f"Loaded(cell=[REDACTED], origin='env-file {path}:1')"
+
+
+@pytest.mark.parametrize("stray", [b"not a str", None])
+def test_load_is_all_or_nothing(tmp_path: Path, stray: object) -> None:
+    path = write(tmp_path, b"A=1\nB=2\n")
+
+    def keys() -> Iterator[object]:
+        yield "A"
+        if stray is None:
+            raise RuntimeError("the keys' iterator failed")
+        yield stray
+
+    with DotenvFile(str(path)) as f:
         before = _pool_stats()["live_cells"]
-        with pytest.raises(KeyError):
-            f.cells(["A", "NOPE"])
-        with pytest.raises(ValueError, match=":3: that statement has no '='"):
-            f.cells(["A", "C"])
+        with pytest.raises(TypeError if stray is not None else RuntimeError):
+            f.load(keys())  # type: ignore[arg-type]
         assert _pool_stats()["live_cells"] == before
+        f.close()
+        with pytest.raises(ValueError, match="closed"):
+            f.load(["A"])
+
+
+def test_the_file_buffer_is_locked_memory_and_the_cells_secretmem(tmp_path: Path) -> None:
+    """Read from /proc/self/smaps and VmLck: the file's bytes go to mlocked,
+    dump-excluded, wipe-on-fork memory, not secretmem (the kernel holds them
+    in its page cache anyway, and secretmem's per-page cost is paid for
+    nothing); the cells, which outlive the file, get secretmem."""
+    content = b"".join(b"K%d=%s\n" % (i, b"v" * 40) for i in range(5000))
+    path = write(tmp_path, content)
+    before = {(m.start, m.end) for m in smaps()}
+    locked_before = status_kib("VmLck")
+    f = DotenvFile(str(path))
+    try:
+        new = [m for m in smaps() if (m.start, m.end) not in before]
+        # Ours are the dump-excluded ones (malloc's and the heap's are not).
+        big = [m for m in new if "dd" in m.flags and m.end - m.start >= len(content)]
+        assert len(big) == 1, "one new mapping of ours holds the file"
+        assert "secretmem" not in big[0].path
+        assert {"lo", "dd", "wf"} <= big[0].flags
+        assert status_kib("VmLck") - locked_before >= len(content) // 1024
+        assert f.load(["K1"])["K1"].cell.protection == "secretmem"
+    finally:
+        f.close()
+    assert (big[0].start, big[0].end) not in {(m.start, m.end) for m in smaps()}
+
+
+def test_loaded_entries_are_off_the_cycle_collector(tmp_path: Path) -> None:
+    """A store of 100,000 keys must not make every collection walk 100,000
+    cells: bulk-made entries and their cells are untracked (gc's own account)."""
+    path = write(tmp_path, b"A=1\nB=2\n")
+    with DotenvFile(str(path)) as f:
+        loaded = f.load(["A", "B"])
+        assert [gc.is_tracked(e) or gc.is_tracked(e.cell) for e in loaded.values()] == [False, False]
+        wipe_loaded(loaded.values())
+        assert [e.cell.wiped for e in loaded.values()] == [True, True]
+
+
+def test_wipe_loaded_wipes_every_cell_even_past_a_stray_item(tmp_path: Path) -> None:
+    path = write(tmp_path, b"A=1\nB=2\n")
+    with DotenvFile(str(path)) as f:
+        a, b = f.load(["A", "B"]).values()
+    with pytest.raises(TypeError, match="Loaded"):
+        wipe_loaded([a, "not an entry", b])  # type: ignore[list-item]
+    assert (a.cell.wiped, b.cell.wiped) == (True, True)
+
+
+#: What a key's name looks like (the rule's specification; the native
+#: check is tested against it).
+PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
+
+
+@HYPOTHESIS
+@given(st.text(alphabet=st.sampled_from("aZ_09.-+/=é \t$"), max_size=8) | st.text(max_size=6))
+def test_is_plain_name_matches_its_specification(name: str) -> None:
+    assert is_plain_name(name) == (PLAIN_NAME.fullmatch(name) is not None)
 
 
 def test_undefined_references_name_identifiers_only(tmp_path: Path) -> None:
@@ -546,11 +622,12 @@ def test_a_failure_in_load_wipes_the_cells_and_closes_the_file(
         def __getattr__(self, name: str) -> Any:
             return getattr(self.real, name)
 
-        def cells(self, keys: list[str], **kw: Any) -> list[Any]:
+        def load(self, keys: list[str], **kw: Any) -> dict[str, Any]:
             if made:
                 raise RuntimeError("boom")
-            made.extend(self.real.cells(keys, **kw))
-            return made
+            loaded = self.real.load(keys, **kw)
+            made.extend(entry.cell for entry in loaded.values())
+            return loaded
 
     monkeypatch.setattr(envfile_module, "DotenvFile", Failing)
     path = write(tmp_path, b"A=1\nB=2\n")
@@ -654,7 +731,7 @@ def test_missing_file_is_an_error_unless_optional(tmp_path: Path) -> None:
         load_secrets(EnvFile(missing))
     store = load_secrets(EnvFile(missing, optional=True))
     assert list(store) == []
-    assert EnvFile(missing, optional=True).offered_keys() == {}.keys()
+    assert list(EnvFile(missing, optional=True).offered_keys()) == []
 
 
 def test_path_like_and_repr(tmp_path: Path) -> None:
@@ -716,7 +793,7 @@ def test_no_message_carries_a_value(
 def test_no_value_message_for_missing_values_or_closed_files(tmp_path: Path) -> None:
     path = write(tmp_path, f"A={PLANT}\nB\n".encode())
     f = DotenvFile(str(path))
-    for run in (lambda: f.cell("B"), lambda: f.cell("NOPE"), lambda: f.cells(["A", "B"])):
+    for run in (lambda: f.cell("B"), lambda: f.cell("NOPE")):
         with pytest.raises((KeyError, ValueError)) as info:
             run()
         assert PLANT not in str(info.value)

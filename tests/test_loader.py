@@ -99,12 +99,16 @@ def test_a_failing_source_wipes_what_was_loaded_and_propagates() -> None:
 
 
 def test_a_source_returning_unasked_keys_is_an_error() -> None:
+    made: list[CypherCell] = []
+
     class Sloppy(Fake):
         def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
-            return {"EXTRA": Loaded(CypherCell(b"x"), "sloppy")}
+            made.extend([CypherCell(b"1"), CypherCell(b"x")])
+            return {"A": Loaded(made[0], "sloppy"), "EXTRA": Loaded(made[1], "sloppy")}
 
-    with pytest.raises(ProviderError, match="not asked for"):
+    with pytest.raises(ProviderError, match=r"not asked for: \['EXTRA'\]"):
         load_secrets(Sloppy("s", {"A": b"1"}))
+    assert [c.wiped for c in made] == [True, True]
 
 
 def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import re
 import stat
 import sys
 import warnings
@@ -16,7 +15,7 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import closing
 from typing import ClassVar, Literal
 
-from cypher_cell._native import DotenvFile
+from cypher_cell._native import DotenvFile, is_plain_name
 from cypher_cell.errors import (
     DotenvSyntaxError,
     DotenvSyntaxWarning,
@@ -26,19 +25,9 @@ from cypher_cell.errors import (
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
+__all__ = ["EnvFile", "is_plain_name"]
+
 PermissionsMode = Literal["warn", "error", "ignore"]
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
-
-
-def is_plain_name(key: str) -> bool:
-    """Letters, digits, ``_ . -``, not starting with a digit: what a key
-    name looks like, and what a line of base64 key material does not (it
-    has ``+``, ``/`` or ``=``, or starts with a digit) — mostly."""
-    if key.isascii() and key.isidentifier():  # the common case, in C
-        return True
-    return _PLAIN_NAME.fullmatch(key) is not None
-
-
 _PERMISSIONS = ("warn", "error", "ignore")
 _ENCODINGS = ("utf-8", "utf-8-sig")
 
@@ -97,50 +86,47 @@ class EnvFile(Provider):
         self._permissions = permissions
         self._optional = bool(optional)
         self._file: DotenvFile | None = None
-        #: Line of each key that has a value, in file order.
-        self._lines: dict[str, int] = {}
+        #: The keys `load` can give (a value, a plain name), in file order.
+        self._offered: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"env-file {self._path}"
 
     def offered_keys(self) -> Collection[str]:
         self._read()
-        # A dict's keys: file order, and `in` in constant time.
-        return self._lines.keys()
+        return self._offered
 
     def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
         file = self._read()
         if file is None:
             return {}
-        lines = self._lines
         loaded: dict[str, Loaded] = {}
         # The file's bytes are wiped when this block ends, however it ends.
         with closing(self), wiped_on_error(loaded):
-            # One native call per distinct policy (usually one for every key).
-            groups: dict[int, tuple[Policy, list[str]]] = {}
             same = policy.uniform() if isinstance(policy, PolicyMap) else None
-            if same is not None:
-                groups[id(same)] = (same, [key for key in keys if key in lines])
-            else:
-                for key in keys:
-                    if key in lines:
-                        p = policy(key)
-                        group = groups.get(id(p))
-                        if group is None:
-                            groups[id(p)] = group = (p, [])
-                        group[1].append(key)
-            prefix = f"env-file {self._path}:"
+            if same is not None:  # the usual case: one native call for every key
+                return file.load(
+                    keys, volatile=same.volatile, ttl_sec=same.ttl_sec, protection=same.protection
+                )
+            groups: dict[int, tuple[Policy, list[str]]] = {}
+            for key in keys:
+                p = policy(key)
+                group = groups.get(id(p))
+                if group is None:
+                    groups[id(p)] = group = (p, [])
+                group[1].append(key)
             for p, names in groups.values():
-                cells = file.cells(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
-                origins = [prefix + str(lines[key]) for key in names]
-                loaded.update(zip(names, map(Loaded, cells, origins), strict=True))
-        return loaded
+                loaded.update(
+                    file.load(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
+                )
+        # Back in the order asked for, as with a single call.
+        return {key: loaded[key] for key in keys if key in loaded}
 
     def close(self) -> None:
         """Wipes the file's bytes now (`load` does this itself). A later
         `offered_keys` or `load` reads the file again."""
         file, self._file = self._file, None
-        self._lines = {}
+        self._offered = ()
         if file is not None:
             file.close()
 
@@ -155,20 +141,13 @@ class EnvFile(Provider):
         try:
             self._check_permissions(file.mode)
             self._check_problems(file)
-            lines: dict[str, int] = {}
-            odd: list[int] = []
-            for key, line, valued in file.entries():
-                if valued:
-                    if is_plain_name(key):
-                        lines[key] = line
-                    else:
-                        odd.append(line)
+            plain, odd = file.loadable()
             self._check_names(odd)
         except BaseException:
             file.close()
             raise
         self._file = file
-        self._lines = lines
+        self._offered = plain
         return file
 
     def _check_names(self, lines: Iterable[int]) -> None:

@@ -7,6 +7,7 @@
 //! - [`export`]: the read-only buffer export behind `expose()`.
 //! - [`per_process`]: globals that a forked child re-creates.
 //! - [`pybytes`]: zeroing a Python `bytes` object in place (environ scrub).
+//! - [`pygc`]: keeping our own small objects off Python's cycle collector.
 //! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
 //!
 //! Where the guarantees stop: the engine keeps bytes out of swap, dumps and
@@ -18,6 +19,7 @@ pub mod export;
 mod per_process;
 mod pool;
 pub mod pybytes;
+pub mod pygc;
 mod region;
 mod secret;
 pub mod sys;

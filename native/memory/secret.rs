@@ -18,6 +18,13 @@ pub enum Requested {
     Auto,
     /// Exactly this tier, or an error.
     Exactly(Tier),
+    /// Locked memory, unlocked only as a last resort; never secretmem. For
+    /// short-lived working buffers of bytes the kernel holds in its own
+    /// memory anyway (a file's page cache, a pipe's buffer): hiding the copy
+    /// from the kernel hides nothing, and secretmem's cost, a TLB flush on
+    /// every CPU for each page it removes from the kernel's direct map, is
+    /// paid for nothing.
+    Transient,
 }
 
 /// A tier could not be had.
@@ -79,16 +86,21 @@ unsafe impl Sync for SecretBuf {}
 
 impl SecretBuf {
     /// Allocates `len` zeroed bytes. `Ok((buf, degraded))`: `degraded` names
-    /// the failure that made `Auto` settle for `Tier::Unlocked`.
+    /// the failure that made `Auto` or `Transient` settle for `Tier::Unlocked`.
     pub fn allocate(
         req: Requested,
         len: usize,
     ) -> Result<(SecretBuf, Option<AllocError>), AllocError> {
         match req {
             Requested::Exactly(tier) => Self::allocate_tier(tier, len).map(|b| (b, None)),
-            Requested::Auto => {
+            Requested::Auto | Requested::Transient => {
+                let tiers: &[Tier] = if req == Requested::Auto {
+                    &[Tier::Secretmem, Tier::Locked]
+                } else {
+                    &[Tier::Locked]
+                };
                 let mut last = None;
-                for tier in [Tier::Secretmem, Tier::Locked] {
+                for &tier in tiers {
                     if tier == Tier::Secretmem && !secretmem_maybe_available() {
                         continue;
                     }
@@ -253,6 +265,19 @@ mod tests {
             assert_ne!(buf.tier(), Tier::Unlocked);
         } else {
             assert_eq!(buf.tier(), Tier::Unlocked);
+        }
+    }
+
+    #[test]
+    fn transient_is_never_secretmem() {
+        for len in [32, 100_000] {
+            let (buf, degraded) = SecretBuf::allocate(Requested::Transient, len).unwrap();
+            let expected = if degraded.is_none() {
+                Tier::Locked
+            } else {
+                Tier::Unlocked
+            };
+            assert_eq!(buf.tier(), expected);
         }
     }
 }

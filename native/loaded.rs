@@ -1,0 +1,107 @@
+//! `Loaded`: a filled cell and where its value came from, what a provider
+//! hands to `load_secrets`. Native, so that a provider filling thousands of
+//! cells (a `.env` file) makes them all in one call, and off the cycle
+//! collector: a `Loaded` holds a cell and a string, and neither can refer
+//! back to it.
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use crate::bindings::CypherCell;
+use crate::memory::pygc;
+
+enum Origin {
+    Text(Py<PyString>),
+    /// A prefix and a line number, joined when asked for: a file of 100,000
+    /// keys does not make 100,000 strings nobody reads.
+    Line(Arc<str>, usize),
+}
+
+/// A filled cell and where its value came from (no value in it).
+#[pyclass(frozen, module = "cypher_cell.providers", name = "Loaded")]
+pub struct Loaded {
+    cell: Py<CypherCell>,
+    origin: Origin,
+}
+
+impl Loaded {
+    /// A new `Loaded` whose origin reads `{prefix}{line}`, and its cell,
+    /// both off the cycle collector.
+    pub(crate) fn at_line<'py>(
+        cell: Bound<'py, CypherCell>,
+        prefix: &Arc<str>,
+        line: usize,
+    ) -> PyResult<Bound<'py, Loaded>> {
+        pygc::untrack(&cell);
+        let loaded = Bound::new(
+            cell.py(),
+            Loaded {
+                cell: cell.unbind(),
+                origin: Origin::Line(prefix.clone(), line),
+            },
+        )?;
+        pygc::untrack(&loaded);
+        Ok(loaded)
+    }
+
+    pub(crate) fn wipe(&self) {
+        self.cell.get().wipe_now();
+    }
+}
+
+#[pymethods]
+impl Loaded {
+    #[new]
+    fn new(cell: Bound<'_, CypherCell>, origin: Bound<'_, PyString>) -> Self {
+        Loaded {
+            cell: cell.unbind(),
+            origin: Origin::Text(origin.unbind()),
+        }
+    }
+
+    /// The cell.
+    #[getter]
+    fn cell(&self, py: Python<'_>) -> Py<CypherCell> {
+        self.cell.clone_ref(py)
+    }
+
+    /// Where the value came from, such as ``"env-file .env:3"``.
+    #[getter]
+    fn origin<'py>(&self, py: Python<'py>) -> Bound<'py, PyString> {
+        match &self.origin {
+            Origin::Text(text) => text.bind(py).clone(),
+            Origin::Line(prefix, line) => PyString::new(py, &format!("{prefix}{line}")),
+        }
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let origin = self.origin(py).repr()?;
+        Ok(format!("Loaded(cell=[REDACTED], origin={origin})"))
+    }
+}
+
+/// Wipes the cell of every `Loaded` in `entries` (a store closing), in one
+/// call. Every cell is wiped even if an item is not a `Loaded`; then that is
+/// a TypeError.
+#[pyfunction]
+fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
+    let mut stray = None;
+    for entry in entries.try_iter()? {
+        let entry = entry?;
+        match entry.cast::<Loaded>() {
+            Ok(loaded) => loaded.get().wipe(),
+            Err(e) => stray = stray.or_else(|| Some(PyErr::from(e))),
+        }
+    }
+    match stray {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Loaded>()?;
+    m.add_function(wrap_pyfunction!(wipe_loaded, m)?)
+}
