@@ -14,7 +14,10 @@ on as in an application, a collection before each run):
 
 - EnvFile: ``load_secrets(EnvFile(path))`` then ``store.close()``: the file
   read into locked memory, parsed, interpolated, one cell per key, every
-  cell wiped.
+  cell wiped. Twice: in a loop in this process (memory the allocators keep
+  from the run before is reused), and as the first call of a fresh process
+  (a child per run, timed inside it after its imports): an application's
+  start-up, where every page is new.
 - parse only: ``DotenvFile(path)`` then ``close()``: the native read and
   parse alone, which is where linearity is this module's own doing.
 - python-dotenv: ``dotenv_values(path)``. It is quadratic (its
@@ -96,6 +99,28 @@ def ours(path: Path) -> None:
     store.close()
 
 
+COLD = """
+import gc, sys, time
+from cypher_cell import load_secrets
+from cypher_cell.providers import EnvFile
+gc.collect()
+start = time.perf_counter()
+load_secrets(EnvFile(sys.argv[1])).close()
+print(time.perf_counter() - start)
+"""
+
+
+def cold(path: Path, runs: int) -> float:
+    """Median seconds of the first load_secrets + close in a fresh process."""
+    times = []
+    for _ in range(runs):
+        out = subprocess.run(
+            [sys.executable, "-c", COLD, str(path)], check=True, capture_output=True, text=True
+        )
+        times.append(float(out.stdout))
+    return statistics.median(times)
+
+
 def parse_only(path: Path) -> None:
     DotenvFile(str(path)).close()
 
@@ -160,6 +185,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             row: dict[str, Any] = {
                 "bytes": path.stat().st_size,
                 "envfile_s": timed(lambda p=path: ours(p), runs),
+                "cold_s": cold(path, 1 if quick else (5 if keys >= 100_000 else 9)),
                 "parse_s": timed(lambda p=path: parse_only(p), runs),
                 "floor_s": timed(lambda k=keys: floor(ReadyCells(k)), runs),
                 "dotenv_s": None,
@@ -175,20 +201,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def targets(r: dict[str, Any]) -> list[tuple[str, bool | None, str]]:
+    """Each speed target, met only if met both in the loop and at start-up."""
     sizes = r["sizes"]
     ten, hundred = sizes[10_000], sizes.get(100_000)
-    speedup = ten["dotenv_s"] / ten["envfile_s"] if ten["dotenv_s"] else None
-    linear = hundred["envfile_s"] / ten["envfile_s"] if hundred else None
+    modes = (("envfile_s", "in a loop"), ("cold_s", "first call"))
+    speedups = [ten["dotenv_s"] / ten[k] for k, _ in modes] if ten["dotenv_s"] else None
+    linear = [hundred[k] / ten[k] for k, _ in modes] if hundred else None
+
+    def both(figures: list[float], unit: str) -> str:
+        return ", ".join(f"{f:.1f}{unit} {name}" for f, (_, name) in zip(figures, modes, strict=True))
+
     return [
         (
             f">= {TARGET_SPEEDUP:.0f}x faster than python-dotenv at 10,000 keys",
-            None if speedup is None else speedup >= TARGET_SPEEDUP,
-            "python-dotenv not installed" if speedup is None else f"{speedup:.0f}x",
+            None if speedups is None else min(speedups) >= TARGET_SPEEDUP,
+            "python-dotenv not installed" if speedups is None else both(speedups, "x"),
         ),
         (
             f"linear: t(100,000) <= {TARGET_LINEARITY:.0f} x t(10,000)",
-            None if linear is None else linear <= TARGET_LINEARITY,
-            "--quick does not run 100,000 keys" if linear is None else f"{linear:.1f}x",
+            None if linear is None else max(linear) <= TARGET_LINEARITY,
+            "--quick does not run 100,000 keys" if linear is None else both(linear, "x"),
         ),
         (
             f'python -c "import cypher_cell" <= {TARGET_IMPORT_MS:.0f} ms',
@@ -209,15 +241,19 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
     p("       5% ${...} references, 5% after a comment line; 32-hex-digit random secrets")
     p("medians of several runs" + (" (--quick: one run each)" if args.quick else ""))
     p("")
-    head = ("keys", "EnvFile (load_secrets+close)", "parse only", "python-dotenv", "speedup", "loader floor")
-    p(f"{head[0]:>8}  {head[1]:>29}  {head[2]:>11}  {head[3]:>14}  {head[4]:>8}  {head[5]:>12}")
+    p("EnvFile = load_secrets(EnvFile(path)) + close: in a loop, and as a fresh process's first call")
+    head = ("keys", "EnvFile loop", "first call", "parse only", "python-dotenv", "speedup", "loader floor")
+    p(
+        f"{head[0]:>8}  {head[1]:>12}  {head[2]:>11}  {head[3]:>11}  {head[4]:>14}  {head[5]:>13}  "
+        f"{head[6]:>12}"
+    )
     for keys, row in r["sizes"].items():
         dotenv = row["dotenv_s"]
-        speedup = f"{dotenv / row['envfile_s']:,.0f}x" if dotenv else "-"
+        speedup = f"{dotenv / row['envfile_s']:,.0f}x / {dotenv / row['cold_s']:,.0f}x" if dotenv else "-"
         theirs = "not run" if dotenv is None and r["python_dotenv"] else ms(dotenv)
         p(
-            f"{keys:>8,}  {ms(row['envfile_s']):>29}  {ms(row['parse_s']):>11}  {theirs:>14}  "
-            f"{speedup:>8}  {ms(row['floor_s']):>12}"
+            f"{keys:>8,}  {ms(row['envfile_s']):>12}  {ms(row['cold_s']):>11}  {ms(row['parse_s']):>11}  "
+            f"{theirs:>14}  {speedup:>13}  {ms(row['floor_s']):>12}"
         )
     if r["python_dotenv"] and not args.full and not args.quick:
         p("python-dotenv is not run at 100,000 keys: it is quadratic and takes minutes (--full runs it)")
@@ -227,12 +263,14 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
     )
     sizes = r["sizes"]
     if 100_000 in sizes:
-        ratio = {k: sizes[100_000][k] / sizes[10_000][k] for k in ("envfile_s", "parse_s", "floor_s")}
+        keys = ("envfile_s", "cold_s", "parse_s", "floor_s")
+        ratio = {k: sizes[100_000][k] / sizes[10_000][k] for k in keys}
         p(
-            f"t(100,000)/t(10,000): EnvFile {ratio['envfile_s']:.1f}x, parse only {ratio['parse_s']:.1f}x, "
-            f"loader floor {ratio['floor_s']:.1f}x"
+            f"t(100,000)/t(10,000): EnvFile {ratio['envfile_s']:.1f}x in a loop, {ratio['cold_s']:.1f}x "
+            f"first call; parse only {ratio['parse_s']:.1f}x, loader floor {ratio['floor_s']:.1f}x"
         )
-    p("(loader floor: load_secrets + close with a provider that hands back ready cells; not EnvFile's cost)")
+    p("(speedup: python-dotenv's median over EnvFile in a loop / as a first call;")
+    p(" loader floor: load_secrets + close with a provider that hands back ready cells; not EnvFile's cost)")
     imported, bare = r["import_ms"], r["bare_python_ms"]
     p(f'python -c "import cypher_cell": {imported:.1f} ms median (python -c pass: {bare:.1f} ms)')
     p("")

@@ -170,6 +170,11 @@ impl CellOptions {
         })
     }
 
+    /// The memory the cells are to get.
+    pub(crate) fn requested(&self) -> Requested {
+        self.requested
+    }
+
     /// Allocates `len` bytes and lets `fill` write the secret straight into
     /// the guarded memory; on error nothing is kept (the bytes are zeroed).
     pub(crate) fn create<E: Into<PyErr>>(

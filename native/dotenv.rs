@@ -159,7 +159,8 @@ pub struct Binding {
 /// value of its last binding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
-    pub name: Box<str>,
+    /// Where the name lies in `Parsed::names`.
+    pub name: Range<usize>,
     /// The binding that gives the value (the last one).
     pub last: usize,
     /// How many bindings the key has.
@@ -205,14 +206,14 @@ pub struct Skipped {
     pub problem: Problem,
 }
 
-/// Key name to position, holding each name's hash and position but not the
-/// name: the name is stored once, in its key, and looked up there. (A map
-/// keyed by shared names cost an atomic count per key, made and dropped:
-/// 12% of the parse of 100,000 keys.) SipHash with a random key, as std's
-/// `HashMap`: the names come from a file.
+/// Key name to position. The table holds positions only (9 bytes a key,
+/// so 100,000 keys stay in the CPU's caches), not names: each name is
+/// stored once, in its key, and compared there. (A map keyed by shared
+/// names also cost an atomic count per key, made and dropped.) SipHash with
+/// a random key, as std's `HashMap`: the names come from a file.
 #[derive(Debug, Default)]
 pub struct KeyIndex {
-    table: HashTable<(u64, usize)>,
+    table: HashTable<usize>,
     hasher: RandomState,
 }
 
@@ -227,9 +228,7 @@ impl KeyIndex {
     /// The position of `name`; `name_at` gives the name at a position.
     pub fn get<'n>(&self, name: &str, name_at: impl Fn(usize) -> &'n str) -> Option<usize> {
         let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&(h, at)| h == hash && name_at(at) == name)
-            .map(|&(_, at)| at)
+        self.table.find(hash, |&at| name_at(at) == name).copied()
     }
 
     /// The position of `name` if it has one; else it gets `new`, and None.
@@ -239,12 +238,15 @@ impl KeyIndex {
         new: usize,
         name_at: impl Fn(usize) -> &'n str,
     ) -> Option<usize> {
-        let hash = self.hasher.hash_one(name);
-        let same = |&(h, at): &(u64, usize)| h == hash && name_at(at) == name;
-        match self.table.entry(hash, same, |&(h, _)| h) {
-            Entry::Occupied(found) => Some(found.get().1),
+        let KeyIndex { table, hasher } = self;
+        let hash = hasher.hash_one(name);
+        // Growing rehashes the names already in (not `name`: `new` is not
+        // in `name_at`'s range yet, and is not in the table either).
+        let rehash = |&at: &usize| hasher.hash_one(name_at(at));
+        match table.entry(hash, |&at| name_at(at) == name, rehash) {
+            Entry::Occupied(found) => Some(*found.get()),
             Entry::Vacant(slot) => {
-                slot.insert((hash, new));
+                slot.insert(new);
                 None
             }
         }
@@ -256,6 +258,9 @@ impl KeyIndex {
 /// skipped statement.
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// Every key's name, one after another (one buffer, not an allocation
+    /// per name).
+    pub names: String,
     pub keys: Vec<Key>,
     /// Key name to position in `keys`.
     pub index: KeyIndex,
@@ -264,17 +269,22 @@ pub struct Parsed {
 }
 
 impl Parsed {
+    /// The name of the key at `position`.
+    pub fn name(&self, position: usize) -> &str {
+        &self.names[self.keys[position].name.clone()]
+    }
+
     /// The position of a key in `keys`.
     pub fn position(&self, name: &str) -> Option<usize> {
-        self.index.get(name, |k| &self.keys[k].name)
+        self.index.get(name, |k| self.name(k))
     }
 
     fn bind(&mut self, name: &str, line: usize, value: Option<RawValue>) {
         let binding = self.bindings.len();
-        let keys = &self.keys;
+        let (keys, names) = (&self.keys, &self.names);
         let key = match self
             .index
-            .get_or_insert(name, keys.len(), |k| &keys[k].name)
+            .get_or_insert(name, keys.len(), |k| &names[keys[k].name.clone()])
         {
             Some(k) => {
                 self.keys[k].last = binding;
@@ -282,8 +292,10 @@ impl Parsed {
                 k
             }
             None => {
+                let start = self.names.len();
+                self.names.push_str(name);
                 self.keys.push(Key {
-                    name: name.into(),
+                    name: start..self.names.len(),
                     last: binding,
                     count: 1,
                 });
@@ -511,6 +523,7 @@ pub fn parse(text: &str) -> Parsed {
     // About one statement per line: sized once, not grown step by step.
     let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
     let mut parsed = Parsed {
+        names: String::new(),
         keys: Vec::with_capacity(lines),
         index: KeyIndex::with_capacity(lines),
         bindings: Vec::with_capacity(lines),
@@ -748,7 +761,10 @@ pub fn resolve(
     env: &mut dyn FnMut(&str) -> Option<Zeroizing<Vec<u8>>>,
 ) -> Result<Resolution, TooLarge> {
     let bytes = text.as_bytes();
-    let mut res = Resolution::default();
+    let mut res = Resolution {
+        values: Vec::with_capacity(parsed.bindings.len()),
+        ..Resolution::default()
+    };
     // Per key: its binding seen last so far (what `${KEY}` refers to).
     let mut latest: Vec<Option<usize>> = vec![None; parsed.keys.len()];
     for (index, binding) in parsed.bindings.iter().enumerate() {
@@ -879,12 +895,17 @@ mod tests {
         parsed
             .keys
             .iter()
-            .map(|k| {
+            .enumerate()
+            .map(|(i, k)| {
                 let value = res.values[k.last].as_ref().map(|at| match at {
                     Located::Text(r) => text.as_bytes()[r.clone()].to_vec(),
                     Located::Built(r) => built[r.clone()].to_vec(),
                 });
-                (k.name.to_string(), parsed.bindings[k.last].line, value)
+                (
+                    parsed.name(i).to_string(),
+                    parsed.bindings[k.last].line,
+                    value,
+                )
             })
             .collect()
     }

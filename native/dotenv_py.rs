@@ -20,7 +20,7 @@ use crate::bindings::{type_name, CellOptions, CypherCell};
 use crate::dotenv::{self, InputError, KeyIndex, Located};
 use crate::errors::{describe_io, lock_message, Error};
 use crate::loaded::Loaded;
-use crate::memory::{fork_generation, AllocError, Requested, SecretBuf};
+use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
 const PIPE_CHUNK: usize = 64 << 10;
@@ -55,7 +55,8 @@ impl Buffers {
 }
 
 struct KeyInfo {
-    name: Box<str>,
+    /// Where the name lies in `DotenvFile::names`.
+    name: Range<usize>,
     /// The line whose value wins (the last binding).
     line: usize,
     value: Option<Located>,
@@ -70,6 +71,7 @@ struct KeyInfo {
 pub struct DotenvFile {
     path: String,
     mode: u32,
+    names: String,
     keys: Vec<KeyInfo>,
     index: KeyIndex,
     problems: Vec<(usize, &'static str)>,
@@ -286,14 +288,14 @@ impl DotenvFile {
         let duplicates = parsed
             .duplicates()
             .into_iter()
-            .map(|(k, lines)| (parsed.keys[k].name.clone(), lines))
+            .map(|(k, lines)| (parsed.name(k).into(), lines))
             .collect();
         let undefined = undefined
             .into_iter()
             .map(|u| {
                 let b = &bindings[u.binding];
                 let name = u.name.unwrap_or_else(|| REDACTED.into());
-                (parsed.keys[b.key].name.clone(), b.line, name)
+                (parsed.name(b.key).into(), b.line, name)
             })
             .collect();
         let problems = parsed
@@ -316,6 +318,7 @@ impl DotenvFile {
             mode,
             keys,
             index: parsed.index,
+            names: parsed.names,
             problems,
             duplicates,
             undefined,
@@ -329,7 +332,11 @@ impl DotenvFile {
     }
 
     fn position(&self, name: &str) -> Option<usize> {
-        self.index.get(name, |k| &self.keys[k].name)
+        self.index.get(name, |k| self.name(&self.keys[k]))
+    }
+
+    fn name(&self, key: &KeyInfo) -> &str {
+        &self.names[key.name.clone()]
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Buffers>> {
@@ -441,7 +448,7 @@ impl DotenvFile {
     /// Every key, once, in the order of first appearance (duplicates keep
     /// their first position and take their last value, as a Python dict).
     fn keys(&self) -> Vec<&str> {
-        self.keys.iter().map(|k| &*k.name).collect()
+        self.keys.iter().map(|k| self.name(k)).collect()
     }
 
     /// `(key, line, has_value)` for every key, in the order of `keys()`:
@@ -449,7 +456,7 @@ impl DotenvFile {
     fn entries(&self) -> Vec<(&str, usize, bool)> {
         self.keys
             .iter()
-            .map(|k| (&*k.name, k.line, k.value.is_some()))
+            .map(|k| (self.name(k), k.line, k.value.is_some()))
             .collect()
     }
 
@@ -487,8 +494,8 @@ impl DotenvFile {
         let mut plain = Vec::with_capacity(self.keys.len());
         let mut odd = Vec::new();
         for k in self.keys.iter().filter(|k| k.value.is_some()) {
-            if dotenv::is_plain_name(&k.name) {
-                plain.push(&*k.name);
+            if dotenv::is_plain_name(self.name(k)) {
+                plain.push(self.name(k));
             } else {
                 odd.push(k.line);
             }
@@ -512,32 +519,42 @@ impl DotenvFile {
         let options = CellOptions::parse(volatile, ttl_sec, protection)?;
         self.check_readable()?;
         let prefix: Arc<str> = format!("env-file {}:", self.path).into();
-        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> = Vec::new();
+        // The keys first (iterating them may run Python code), then the
+        // pool readied for their sizes at once, then the cells.
+        let mut wanted: Vec<(Bound<'py, PyAny>, &KeyInfo, &Located)> = Vec::new();
+        // Keys usually come in file order (as `loadable()` lists them): the
+        // key after the last one found is compared before hashing.
+        let mut next = 0;
+        for key in keys.try_iter()? {
+            let key = key?;
+            let name = key
+                .cast::<PyString>()
+                .map_err(|_| Error::Type(format!("keys must be str, not {}", type_name(&key))))?;
+            // A str that is not valid UTF-8 (a lone surrogate) is no key here.
+            let Ok(name) = name.to_str() else { continue };
+            let found = match self.keys.get(next) {
+                Some(k) if self.name(k) == name => Some(next),
+                _ => self.position(name),
+            };
+            let Some(i) = found else { continue };
+            next = i + 1;
+            let info = &self.keys[i];
+            if let Some(at) = info
+                .value
+                .as_ref()
+                .filter(|_| dotenv::is_plain_name(self.name(info)))
+            {
+                wanted.push((key, info, at));
+            }
+        }
+        memory::reserve(
+            options.requested(),
+            wanted.iter().map(|(_, _, at)| at.len()),
+        );
+        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> =
+            Vec::with_capacity(wanted.len());
         let filled = (|| {
-            // Keys usually come in file order (as `loadable()` lists them):
-            // the key after the last one found is compared before hashing.
-            let mut next = 0;
-            for key in keys.try_iter()? {
-                let key = key?;
-                let name = key.cast::<PyString>().map_err(|_| {
-                    Error::Type(format!("keys must be str, not {}", type_name(&key)))
-                })?;
-                // A str that is not valid UTF-8 (a lone surrogate) is no key here.
-                let Ok(name) = name.to_str() else { continue };
-                let found = match self.keys.get(next) {
-                    Some(k) if *k.name == *name => Some(next),
-                    _ => self.position(name),
-                };
-                let Some(i) = found else { continue };
-                next = i + 1;
-                let info = &self.keys[i];
-                let Some(at) = info
-                    .value
-                    .as_ref()
-                    .filter(|_| dotenv::is_plain_name(&info.name))
-                else {
-                    continue;
-                };
+            for (key, info, at) in wanted {
                 let cell = Bound::new(py, self.make_cell(py, at, options)?)?;
                 made.push((key, Loaded::at_line(cell, &prefix, info.line)?));
             }
@@ -554,6 +571,7 @@ impl DotenvFile {
             for (_, loaded) in &made {
                 loaded.get().wipe();
             }
+            memory::release_unused();
         })
     }
 

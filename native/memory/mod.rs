@@ -28,7 +28,7 @@ pub mod tty;
 pub use per_process::PerProcess;
 pub use pool::PoolStats;
 pub use region::Tier;
-pub use secret::{pool_stats, AllocError, Requested, SecretBuf};
+pub use secret::{pool_stats, release_unused, reserve, AllocError, Requested, SecretBuf};
 pub use sys::fork_generation;
 
 /// Probes one page of `tier`; `Err` carries the kernel's answer.

@@ -307,6 +307,39 @@ impl Pool {
         })
     }
 
+    /// Makes room for `count` more slots of `class` at once, in as few
+    /// arenas as the size cap allows, instead of the doubling steps `alloc`
+    /// takes one by one: for a batch of secrets (a `.env` file's cells). No
+    /// page is touched or locked here; secretmem charges the memory-lock
+    /// limit for the whole mapping, as it will for the slots used.
+    pub fn reserve(&mut self, tier: Tier, class: usize, count: usize) -> SysResult<()> {
+        let sizes = &mut self.classes[tier.index()][class];
+        let free: usize = sizes.arenas.iter().map(|a| a.capacity() - a.live).sum();
+        let per_page = sys::page_size() / (CLASSES[class] + CANARY_LEN);
+        let mut missing = count.saturating_sub(free);
+        while missing > 0 {
+            let pages = missing.div_ceil(per_page).min(MAX_ARENA_PAGES);
+            let arena = Arena::new(self.next_id, tier, class, pages)?;
+            self.next_id += 1;
+            missing = missing.saturating_sub(arena.capacity());
+            sizes.arenas.push(arena);
+        }
+        Ok(())
+    }
+
+    /// Unmaps the empty arenas of every class but one spare: what a batch
+    /// reserved and did not use (it failed half-way) is not kept.
+    pub fn release_unused(&mut self) {
+        for sizes in self.classes.iter_mut().flatten() {
+            let mut spare = false;
+            sizes.arenas.retain(|a| {
+                let keep = a.live > 0 || !spare;
+                spare |= a.live == 0;
+                keep
+            });
+        }
+    }
+
     /// Checks the canary, zeroes and frees the slot. An arena that empties is
     /// unmapped unless it is the only empty arena of its class (kept as a
     /// spare so a create/free loop does not map and unmap each time).
@@ -427,6 +460,34 @@ mod tests {
         let st = pool.stats();
         assert_eq!(st.live_slots, 0);
         assert_eq!(st.arenas, 1, "one empty arena stays as a spare");
+    }
+
+    #[test]
+    fn a_reserved_batch_fits_in_right_sized_arenas() {
+        let mut pool = Pool::default();
+        let per_page = page() / (32 + CANARY_LEN);
+        // 10 pages' worth: one arena of 10 pages, not 1 + 2 + 4 + 8.
+        let n = per_page * 10;
+        pool.reserve(T, 1, n).unwrap();
+        assert_eq!(
+            (pool.stats().arenas, pool.stats().mapped_bytes),
+            (1, 10 * page())
+        );
+        let slots: Vec<_> = (0..n).map(|_| pool.alloc(T, 32).unwrap()).collect();
+        assert_eq!((pool.stats().arenas, pool.stats().live_slots), (1, n));
+        // Over the size cap: as few arenas as the cap allows.
+        pool.reserve(T, 2, MAX_ARENA_PAGES * (page() / (48 + CANARY_LEN)) + 1)
+            .unwrap();
+        assert_eq!(pool.stats().arenas, 3);
+        for s in &slots {
+            pool.free(s);
+        }
+        // Reserved and never used: released but for one spare per class.
+        pool.reserve(T, 1, n * 3).unwrap();
+        assert!(pool.stats().arenas > 3);
+        pool.release_unused();
+        assert_eq!(pool.stats().arenas, 2);
+        assert_eq!(pool.stats().live_slots, 0);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::per_process::PerProcess;
-use super::pool::{class_for, corruption_abort, Pool, PoolStats, SlotRef, CANARY_LEN};
+use super::pool::{class_for, corruption_abort, Pool, PoolStats, SlotRef, CANARY_LEN, CLASSES};
 use super::region::{secretmem_maybe_available, Region, Tier};
 use super::sys::{self, SysError};
 
@@ -44,6 +44,34 @@ fn pool() -> MutexGuard<'static, Pool> {
     // A panic while holding the pool lock cannot leave a slot half-freed in a
     // way that matters more than refusing all further secrets would.
     POOL.get().lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Readies the pool for secrets of these lengths, about to be allocated
+/// one by one with `req` (a batch): their arenas are mapped now, sized for
+/// the batch. Best effort: a failure (the memory-lock limit) is left for the
+/// allocations themselves to meet, fall back from or report.
+pub fn reserve(req: Requested, lens: impl IntoIterator<Item = usize>) {
+    let tier = match req {
+        Requested::Exactly(tier) => tier,
+        Requested::Auto if secretmem_maybe_available() => Tier::Secretmem,
+        Requested::Auto | Requested::Transient => Tier::Locked,
+    };
+    let mut counts = [0usize; CLASSES.len()];
+    for class in lens.into_iter().filter_map(class_for) {
+        counts[class] += 1;
+    }
+    let mut pool = pool();
+    for (class, &count) in counts.iter().enumerate().filter(|(_, &n)| n > 0) {
+        if pool.reserve(tier, class, count).is_err() {
+            break;
+        }
+    }
+}
+
+/// Unmaps empty arenas beyond one spare per class (after a batch that
+/// reserved more than it used).
+pub fn release_unused() {
+    pool().release_unused();
 }
 
 pub fn pool_stats() -> PoolStats {
