@@ -3,44 +3,75 @@ protection tier), and how `load_secrets(policy=...)` picks one per key."""
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 ProtectionName = Literal["auto", "secretmem", "locked", "unlocked"]
 _TIERS = ("auto", "secretmem", "locked", "unlocked")
 
 
-@dataclass(frozen=True, slots=True)
 class Policy:
     """``ttl_sec``: seconds until the cell is wiped (None: never);
-    ``volatile``: burned by its first read; ``protection``: the tier."""
+    ``volatile``: burned by its first read; ``protection``: the tier.
 
-    ttl_sec: float | None = None
-    volatile: bool = False
-    protection: ProtectionName = "auto"
+    Immutable, compared and hashed by value. (Written out rather than a
+    dataclass: `dataclasses` imports `inspect`, a third of the package's
+    import time.)"""
 
-    def __post_init__(self) -> None:
-        ttl = self.ttl_sec
-        if ttl is not None:
-            if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+    __slots__ = ("protection", "ttl_sec", "volatile")
+    __match_args__ = ("ttl_sec", "volatile", "protection")
+
+    ttl_sec: float | None
+    volatile: bool
+    protection: ProtectionName
+
+    def __init__(
+        self, ttl_sec: float | None = None, volatile: bool = False, protection: ProtectionName = "auto"
+    ) -> None:
+        if ttl_sec is not None:
+            if isinstance(ttl_sec, bool) or not isinstance(ttl_sec, int | float):
                 raise TypeError(
-                    f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl).__name__}"
+                    f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl_sec).__name__}"
                 )
             try:
-                finite = math.isfinite(ttl)
+                finite = math.isfinite(ttl_sec)
             except OverflowError:  # an int too large for a float
                 finite = False
-            if not finite or ttl <= 0:
+            if not finite or ttl_sec <= 0:
                 raise ValueError(
-                    f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl}"
+                    f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl_sec}"
                 )
-        if not isinstance(self.volatile, bool):
-            raise TypeError(f"Policy.volatile must be True or False, not {type(self.volatile).__name__}")
-        if self.protection not in _TIERS:
-            raise ValueError(f"Policy.protection must be one of {', '.join(_TIERS)}; got {self.protection!r}")
+        if not isinstance(volatile, bool):
+            raise TypeError(f"Policy.volatile must be True or False, not {type(volatile).__name__}")
+        if protection not in _TIERS:
+            raise ValueError(f"Policy.protection must be one of {', '.join(_TIERS)}; got {protection!r}")
+        object.__setattr__(self, "ttl_sec", ttl_sec)
+        object.__setattr__(self, "volatile", volatile)
+        object.__setattr__(self, "protection", protection)
+
+    def _fields(self) -> tuple[float | None, bool, str]:
+        return (self.ttl_sec, self.volatile, self.protection)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Policy is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Policy is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Policy:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"Policy(ttl_sec={self.ttl_sec!r}, volatile={self.volatile!r}, protection={self.protection!r})"
+
+    def __reduce__(self) -> tuple[type[Policy], tuple[float | None, bool, str]]:
+        return (Policy, self._fields())
 
     def describe(self) -> str:
         parts = []
@@ -81,9 +112,12 @@ class PolicyMap:
         exact = self._exact.get(key)
         if exact is not None:
             return exact
-        for pattern, value in self._patterns:
-            if fnmatch.fnmatchcase(key, pattern):
-                return value
+        if self._patterns:
+            from fnmatch import fnmatchcase  # noqa: PLC0415  (brings `re`: imported on first use)
+
+            for pattern, value in self._patterns:
+                if fnmatchcase(key, pattern):
+                    return value
         return self._default
 
 
