@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import subprocess
+import sys
 from collections.abc import Collection, Mapping, Sequence
 
 import pytest
@@ -121,6 +123,32 @@ def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:
     assert pm("DB_USER") == Policy(ttl_sec=5)
     assert pm("OTHER") == Policy(ttl_sec=900)
     assert PolicyMap()("X") == Policy()
+
+
+def test_a_policy_is_an_immutable_value() -> None:
+    p = Policy(ttl_sec=5, volatile=True)
+    assert p == Policy(5, True, "auto") and p != Policy(ttl_sec=5) and p != (5, True, "auto")
+    assert hash(p) == hash(Policy(ttl_sec=5, volatile=True))
+    assert len({p, Policy(ttl_sec=5, volatile=True), Policy()}) == 2
+    assert repr(p) == "Policy(ttl_sec=5, volatile=True, protection='auto')"
+    assert pickle.loads(pickle.dumps(p)) == p and copy.deepcopy(p) == p
+    with pytest.raises(AttributeError, match="immutable"):
+        p.volatile = False  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del p.ttl_sec  # type: ignore[misc]
+    assert (p.ttl_sec, p.volatile, p.protection) == (5, True, "auto")
+
+
+def test_import_loads_no_provider_module_and_no_optional_dependency() -> None:
+    """`import cypher_cell` stays cheap: providers load on first use."""
+    code = (
+        "import sys, cypher_cell, cypher_cell.providers as p\n"
+        "before = sorted(m for m in sys.modules if m.startswith(('cypher_cell.providers.', 'keyring')))\n"
+        "p.Keyring\n"
+        "print(before, 'cypher_cell.providers.keyring' in sys.modules, 'keyring' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["['cypher_cell.providers.base']", "True", "False"]
 
 
 @pytest.mark.parametrize(
