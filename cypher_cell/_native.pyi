@@ -19,6 +19,7 @@ __all__ = [
     "prompt_cell",
     "read_file_cell",
     "scrub_environ",
+    "stray_entry",
     "wipe_loaded",
 ]
 __version__: str
@@ -115,6 +116,7 @@ class Loaded:
     def origin(self) -> str: ...
 
 def wipe_loaded(entries: Iterable[Loaded]) -> None: ...
+def stray_entry(entries: Iterable[object]) -> object | None: ...
 
 # native/dotenv_py.rs: the native half of EnvFile (the file is read and parsed in locked memory).
 @final

@@ -4,8 +4,9 @@ sources into cells, all or nothing."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Set
+from contextlib import suppress
 
-from cypher_cell._native import wipe_loaded
+from cypher_cell._native import stray_entry, wipe_loaded
 from cypher_cell.errors import MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, Provider
@@ -109,18 +110,25 @@ def _to_ask(
 
 
 def _merge(
-    source: Provider, got: dict[str, Loaded], ask: list[str], found: dict[str, Loaded]
+    source: Provider, got: Mapping[str, Loaded], ask: list[str], found: dict[str, Loaded]
 ) -> dict[str, Loaded]:
-    """`found` with what a source loaded added: `got` itself if nothing was
-    found before (a source's dict is the caller's; a copy of 100,000
-    entries is not free). A key it was not asked for is an error, and then
-    every cell it made is wiped."""
+    """`found` with what a source loaded added (a source's own `dict` is
+    taken over when nothing was found before: a copy of 100,000 entries is
+    not free). A key it was not asked for, or an entry that is not a
+    `Loaded`, is an error, and then every cell it made is wiped."""
     # Every key asked for, in order (the usual answer), needs no set.
-    if list(got) != ask and not got.keys() <= set(ask):
-        unexpected = sorted(got.keys() - set(ask))
-        wipe_loaded(got.values())
-        raise ProviderError(f"{source.describe()}: returned keys it was not asked for: {unexpected}")
-    if not found:
+    unexpected = [] if list(got) == ask or got.keys() <= set(ask) else sorted(got.keys() - set(ask))
+    stray = stray_entry(got.values())
+    if unexpected or stray is not None:
+        with suppress(TypeError):  # the stray entry, reported below; its cell is wiped if it has one
+            wipe_loaded(got.values())
+        what = (
+            f"returned keys it was not asked for: {unexpected}"
+            if unexpected
+            else f"returned a {type(stray).__name__} instead of a Loaded entry"
+        )
+        raise ProviderError(f"{source.describe()}: {what}")
+    if not found and type(got) is dict:
         return got
     found.update(got)
     return found

@@ -60,7 +60,7 @@ class Policy:
         raise AttributeError(f"Policy is immutable: cannot delete {name!r}")
 
     def __eq__(self, other: object) -> bool:
-        if type(other) is not Policy:
+        if other.__class__ is not self.__class__ or not isinstance(other, Policy):
             return NotImplemented
         return self._fields() == other._fields()
 
@@ -71,7 +71,7 @@ class Policy:
         return f"Policy(ttl_sec={self.ttl_sec!r}, volatile={self.volatile!r}, protection={self.protection!r})"
 
     def __reduce__(self) -> tuple[type[Policy], tuple[float | None, bool, str]]:
-        return (Policy, self._fields())
+        return (type(self), self._fields())
 
     def describe(self) -> str:
         parts = []

@@ -19,7 +19,13 @@ class SecretStore(Mapping[str, CypherCell]):
     __slots__ = ("_closed", "_entries", "_policy")
 
     def __init__(self, entries: Mapping[str, Loaded], policy: PolicyFor | None = None) -> None:
-        self._entries = dict(entries)
+        entries = dict(entries)
+        for key, entry in entries.items():
+            if not isinstance(entry, Loaded):
+                raise TypeError(
+                    f"SecretStore entries must be Loaded, not {type(entry).__name__} (key {key!r})"
+                )
+        self._entries = entries
         self._policy = policy or PolicyMap()
         self._closed = False
 

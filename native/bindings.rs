@@ -212,6 +212,9 @@ pub struct CypherCell {
     ttl_sec: Option<f64>,
 }
 
+// Final, and holds no Python object: bulk-made cells are untracked.
+impl crate::memory::pygc::Acyclic for CypherCell {}
+
 struct Owner(Arc<Cell>);
 
 impl ExposureOwner for Owner {

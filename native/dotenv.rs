@@ -259,8 +259,9 @@ impl KeyIndex {
 #[derive(Debug, Default)]
 pub struct Parsed {
     /// Every key's name, one after another (one buffer, not an allocation
-    /// per name).
-    pub names: String,
+    /// per name), zeroed when dropped or outgrown: a "name" may be a line
+    /// of an unquoted multi-line value, such as a PEM key.
+    pub names: Zeroizing<String>,
     pub keys: Vec<Key>,
     /// Key name to position in `keys`.
     pub index: KeyIndex,
@@ -293,7 +294,7 @@ impl Parsed {
             }
             None => {
                 let start = self.names.len();
-                self.names.push_str(name);
+                push_name(&mut self.names, name);
                 self.keys.push(Key {
                     name: start..self.names.len(),
                     last: binding,
@@ -511,6 +512,23 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// Statements `parse` makes room for before it starts.
+const PRESIZE_CAP: usize = 1 << 16;
+
+/// Appends to the names buffer; an outgrown buffer is zeroed, not just
+/// freed (`Zeroizing`), so no copy of the names so far is left behind.
+fn push_name(names: &mut Zeroizing<String>, name: &str) {
+    if names.capacity() - names.len() < name.len() {
+        let wanted = (names.len() + name.len())
+            .max(names.capacity() * 2)
+            .max(256);
+        let mut grown = String::with_capacity(wanted);
+        grown.push_str(names);
+        *names = Zeroizing::new(grown);
+    }
+    names.push_str(name);
+}
+
 /// Parses newline-normalized text (see [`normalize_newlines`]), after one
 /// leading BOM if there is one (python-dotenv drops it).
 pub fn parse(text: &str) -> Parsed {
@@ -521,9 +539,11 @@ pub fn parse(text: &str) -> Parsed {
         counted: 0,
     };
     // About one statement per line: sized once, not grown step by step.
-    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    // Capped: a file of blank lines must not reserve room for millions of
+    // statements it does not have (past the cap, growth takes over).
+    let lines = (text.bytes().filter(|&b| b == b'\n').count() + 1).min(PRESIZE_CAP);
     let mut parsed = Parsed {
-        names: String::new(),
+        names: Zeroizing::new(String::new()),
         keys: Vec::with_capacity(lines),
         index: KeyIndex::with_capacity(lines),
         bindings: Vec::with_capacity(lines),
@@ -1120,6 +1140,25 @@ mod tests {
         assert_eq!(parsed.duplicates(), vec![(0, vec![1, 3, 4])]);
         assert_eq!(parsed.position("B"), Some(1));
         assert_eq!(parsed.position("C"), None);
+    }
+
+    #[test]
+    fn many_names_grow_the_names_buffer_and_stay_findable() {
+        let text: String = (0..5000)
+            .map(|i| format!("NAME_{i}=v\nNAME_{}=again\n", i / 2))
+            .collect();
+        let parsed = parse(&text);
+        assert_eq!(parsed.keys.len(), 5000);
+        for i in [0, 1, 255, 4999] {
+            let name = format!("NAME_{i}");
+            assert_eq!(parsed.name(i), name);
+            assert_eq!(parsed.position(&name), Some(i));
+        }
+        assert_eq!(parsed.position("NAME_5000"), None);
+        assert_eq!(
+            parsed.keys[0].count, 3,
+            "NAME_0: once, then again for i = 0 and 1"
+        );
     }
 
     #[test]

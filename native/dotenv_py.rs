@@ -71,7 +71,8 @@ struct KeyInfo {
 pub struct DotenvFile {
     path: String,
     mode: u32,
-    names: String,
+    /// Every key's name (ranges in `KeyInfo`); zeroed when dropped.
+    names: Zeroizing<String>,
     keys: Vec<KeyInfo>,
     index: KeyIndex,
     problems: Vec<(usize, &'static str)>,
@@ -86,15 +87,28 @@ struct FileBytes {
     len: usize,
     mode: u32,
     degraded: Option<AllocError>,
+    /// The memory for this file's working buffers (see `working_memory`).
+    requested: Requested,
 }
 
-/// A working buffer (the file's bytes, the values escapes or `${...}`
-/// changed): locked, but not secretmem, whose per-page cost was 40% of the
-/// parse. The kernel holds the file's bytes in its page cache (or a pipe's
-/// buffer) anyway; these buffers live only until `load` returns. Cells, which
-/// outlive the file, get the strongest tier.
-fn allocate(len: usize) -> Result<(SecretBuf, Option<AllocError>), Error> {
-    SecretBuf::allocate(Requested::Transient, len).map_err(Error::Lock)
+/// The memory for a file's working buffers (its bytes, and the values that
+/// escapes or `${...}` changed). A regular file's: locked, not secretmem.
+/// The kernel keeps that file's bytes in its page cache (and the disk holds
+/// them), so hiding this copy from the kernel hides nothing, while
+/// secretmem's cost, a TLB flush on every CPU for each page it takes out of
+/// the kernel's direct map, was 40% of the parse. A pipe's or FIFO's
+/// (`<(sops -d .env)`): the strongest tier, as for cells, since once read
+/// this buffer is the only plaintext copy. Cells always get the strongest.
+fn working_memory(meta: &std::fs::Metadata) -> Requested {
+    if meta.is_file() {
+        Requested::Transient
+    } else {
+        Requested::Auto
+    }
+}
+
+fn allocate(len: usize, requested: Requested) -> Result<(SecretBuf, Option<AllocError>), Error> {
+    SecretBuf::allocate(requested, len).map_err(Error::Lock)
 }
 
 fn open_error(path: &Path, shown: &str, e: &std::io::Error) -> Error {
@@ -153,7 +167,8 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
     } else {
         PIPE_CHUNK.min(limit)
     };
-    let (mut buf, mut degraded) = allocate(capacity)?;
+    let requested = working_memory(&meta);
+    let (mut buf, mut degraded) = allocate(capacity, requested)?;
     let mut len = 0;
     loop {
         if len == capacity {
@@ -161,7 +176,7 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
                 return Err(too_large(shown, None, max));
             }
             capacity = capacity.saturating_mul(2).min(limit);
-            let (bigger, d) = allocate(capacity)?;
+            let (bigger, d) = allocate(capacity, requested)?;
             degraded = degraded.or(d);
             bigger.fill(|to| buf.with_bytes(|from| to[..len].copy_from_slice(&from[..len])));
             buf = bigger;
@@ -179,6 +194,7 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
         len,
         mode: meta.mode(),
         degraded,
+        requested,
     })
 }
 
@@ -240,7 +256,13 @@ impl DotenvFile {
         interpolate: bool,
         max: usize,
     ) -> PyResult<Self> {
-        let FileBytes { buf, len, mode, .. } = read;
+        let FileBytes {
+            buf,
+            len,
+            mode,
+            requested,
+            ..
+        } = read;
         let text = buf.fill(|bytes| {
             let len = dotenv::normalize_newlines(&mut bytes[..len]);
             let start = if strip_bom && bytes[..len].starts_with(dotenv::BOM) {
@@ -269,7 +291,7 @@ impl DotenvFile {
                 syntax(&shown, line, &format!("{GROWN} ({max} bytes)"))
             })?;
             let built = if res.built_len > 0 {
-                let (built, d) = allocate(res.built_len)?;
+                let (built, d) = allocate(res.built_len, requested)?;
                 degraded = d;
                 built.fill(|out| dotenv::build(text.as_bytes(), &res, out));
                 Some(built)

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::bindings::CypherCell;
-use crate::memory::pygc;
+use crate::memory::pygc::{self, Acyclic};
 
 enum Origin {
     Text(Py<PyString>),
@@ -25,6 +25,10 @@ pub struct Loaded {
     cell: Py<CypherCell>,
     origin: Origin,
 }
+
+// Final, and holds a `CypherCell` (itself `Acyclic`) and an exact `str`
+// (`new` copies a `str` subclass, whose `__dict__` could refer back here).
+impl Acyclic for Loaded {}
 
 impl Loaded {
     /// A new `Loaded` whose origin reads `{prefix}{line}`, and its cell,
@@ -54,11 +58,17 @@ impl Loaded {
 #[pymethods]
 impl Loaded {
     #[new]
-    fn new(cell: Bound<'_, CypherCell>, origin: Bound<'_, PyString>) -> Self {
-        Loaded {
+    fn new(cell: Bound<'_, CypherCell>, origin: Bound<'_, PyString>) -> PyResult<Self> {
+        // An exact str: a subclass's instance could refer back to us.
+        let origin = if origin.is_exact_instance_of::<PyString>() {
+            origin
+        } else {
+            origin.str()?
+        };
+        Ok(Loaded {
             cell: cell.unbind(),
             origin: Origin::Text(origin.unbind()),
-        }
+        })
     }
 
     /// The cell.
@@ -83,8 +93,9 @@ impl Loaded {
 }
 
 /// Wipes the cell of every `Loaded` in `entries` (a store closing), in one
-/// call. Every cell is wiped even if an item is not a `Loaded`; then that is
-/// a TypeError.
+/// call. An item that is not a `Loaded` still has its `.cell` wiped if that
+/// is a `CypherCell`, and then is reported as a TypeError once every cell
+/// is wiped.
 #[pyfunction]
 fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
     let mut stray = None;
@@ -92,7 +103,13 @@ fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
         let entry = entry?;
         match entry.cast::<Loaded>() {
             Ok(loaded) => loaded.get().wipe(),
-            Err(e) => stray = stray.or_else(|| Some(PyErr::from(e))),
+            Err(e) => {
+                let cell = entry.getattr("cell").ok();
+                if let Some(cell) = cell.as_ref().and_then(|c| c.cast::<CypherCell>().ok()) {
+                    cell.get().wipe_now();
+                }
+                stray = stray.or_else(|| Some(PyErr::from(e)));
+            }
         }
     }
     match stray {
@@ -101,7 +118,21 @@ fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
+/// The first item of `entries` that is not a `Loaded`, or None: the check
+/// `load_secrets` makes on what each provider returns, at C speed.
+#[pyfunction]
+fn stray_entry<'py>(entries: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    for entry in entries.try_iter()? {
+        let entry = entry?;
+        if !entry.is_exact_instance_of::<Loaded>() {
+            return Ok(Some(entry));
+        }
+    }
+    Ok(None)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Loaded>()?;
-    m.add_function(wrap_pyfunction!(wipe_loaded, m)?)
+    m.add_function(wrap_pyfunction!(wipe_loaded, m)?)?;
+    m.add_function(wrap_pyfunction!(stray_entry, m)?)
 }

@@ -32,6 +32,7 @@ import tempfile
 import textwrap
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,10 @@ from hypothesis import strategies as st
 from kernel import random_secret, run_child, scan_memory, secret_forms, smaps, start_child, status_kib
 from provider_contract import ProviderContract
 
-from cypher_cell import DotenvSyntaxError, Policy, ProviderError, load_secrets
+from cypher_cell import CypherCell, DotenvSyntaxError, Policy, ProviderError, load_secrets
 from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_loaded
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
-from cypher_cell.providers import EnvFile, Provider
+from cypher_cell.providers import EnvFile, Loaded, Provider
 from cypher_cell.providers import envfile as envfile_module
 
 #: The environment the interpolation cases see (set for the whole module).
@@ -479,6 +480,67 @@ def test_a_files_cells_are_mapped_at_once_in_right_sized_secretmem(tmp_path: Pat
     )
     assert report["before"] == [] and report["keys"] == 5000
     assert report["after"] == [50 * 4096]
+
+
+def test_locked_memory_returns_to_the_kernel_after_a_big_load_closes(tmp_path: Path) -> None:
+    """VmLck from /proc/self/status in a fresh child: a 20,000-key file in
+    five size classes, loaded and closed, keeps at most one small spare
+    arena per class locked, not the batch's right-sized arenas (secretmem
+    charges the memory-lock limit for a whole mapping)."""
+    sizes = (10, 30, 45, 60, 90)
+    path = write(tmp_path, b"".join(b"K%d=%s\n" % (i, b"v" * sizes[i % 5]) for i in range(20_000)))
+    report = run_child(
+        textwrap.dedent(
+            """
+        from kernel import status_kib
+        from cypher_cell import load_secrets
+        from cypher_cell.providers import EnvFile
+        before = status_kib("VmLck")
+        store = load_secrets(EnvFile(sys.argv[1]))
+        loaded = status_kib("VmLck")
+        store.close()
+        report(before=before, loaded=loaded, closed=status_kib("VmLck"))
+        """
+        ),
+        str(path),
+        env={"PYTHONPATH": str(Path(__file__).parent)},
+    )
+    assert report["loaded"] - report["before"] >= 1024  # 20,000 cells: over 1 MiB while loaded
+    assert report["closed"] - report["before"] <= 5 * 4  # a one-page spare per class at most
+
+
+def test_a_file_of_blank_lines_parses_in_little_memory(tmp_path: Path) -> None:
+    """64 MiB of newlines (within max_size) under a 1 GiB address-space
+    limit: nothing is reserved for statements the file does not have, so
+    no allocation fails (which would abort the process)."""
+    path = write(tmp_path, b"\n" * (64 << 20))
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    report = run_child(
+        "from cypher_cell._native import DotenvFile\n"
+        "with DotenvFile(sys.argv[1]) as f:\n"
+        "    report(keys=f.keys())\n",
+        str(path),
+        preexec_fn=limited,
+    )
+    assert report == {"keys": []}
+
+
+def test_a_loaded_origin_is_an_exact_str_so_no_cycle_keeps_a_cell_alive() -> None:
+    class Note(str):
+        pass
+
+    cell = CypherCell(b"x")
+    alive = weakref.ref(cell)
+    origin = Note("somewhere")
+    entry = Loaded(cell, origin)
+    origin.entry = entry  # type: ignore[attr-defined]
+    assert type(entry.origin) is str and entry.origin == "somewhere"
+    del cell, entry, origin
+    gc.collect()
+    assert alive() is None
 
 
 def test_loaded_entries_are_off_the_cycle_collector(tmp_path: Path) -> None:
@@ -928,6 +990,21 @@ def test_a_fifo_is_read_like_python_dotenv_reads_it(tmp_path: Path) -> None:
         assert f.cell("K19999") == b"value 19999"
     os.unlink(fifo)
     assert_same_as_oracle(write(tmp_path, content))
+
+
+def test_a_fifos_bytes_are_read_into_secretmem(tmp_path: Path) -> None:
+    """From /proc/self/smaps: unlike a regular file's, a pipe's bytes are
+    nowhere else once read (`<(sops -d .env)`), so its buffer gets the
+    strongest tier, which even root cannot read through /proc/PID/mem."""
+    fifo = tmp_path / "pipe.env"
+    os.mkfifo(fifo, 0o600)
+    writer = _fifo_writer(fifo, b"".join(b"K%d=%s\n" % (i, b"v" * 40) for i in range(100)))
+    before = {(m.start, m.end) for m in smaps()}
+    with DotenvFile(str(fifo)) as f:
+        writer.join(5)
+        ours = [m for m in smaps() if (m.start, m.end) not in before and "dd" in m.flags]
+        assert len(f.keys()) == 100
+        assert ours and all("secretmem" in m.path for m in ours)
 
 
 def test_a_fifo_over_max_size_is_refused(tmp_path: Path) -> None:

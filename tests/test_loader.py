@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Collection, Mapping, Sequence
+from types import MappingProxyType
 
 import pytest
 
@@ -113,6 +114,38 @@ def test_a_source_returning_unasked_keys_is_an_error() -> None:
     assert [c.wiped for c in made] == [True, True]
 
 
+def test_entries_that_are_not_loaded_are_refused_and_their_cells_wiped() -> None:
+    class Duck:
+        def __init__(self, cell: CypherCell) -> None:
+            self.cell, self.origin = cell, "duck"
+
+    cells = [CypherCell(b"1"), CypherCell(b"2")]
+
+    class Sloppy(Fake):
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+            return {"A": Loaded(cells[0], "ok"), "B": Duck(cells[1])}  # type: ignore[dict-item]
+
+    with pytest.raises(ProviderError, match="returned a Duck instead of a Loaded entry"):
+        load_secrets(Sloppy("s", {"A": b"1", "B": b"2"}))
+    assert [c.wiped for c in cells] == [True, True]
+    with pytest.raises(TypeError, match="must be Loaded, not bytes"):
+        SecretStore({"A": b"x"})  # type: ignore[dict-item]
+
+
+def test_a_provider_may_return_any_mapping_and_keeps_nothing_the_store_owns() -> None:
+    kept: list[Mapping[str, Loaded]] = []
+
+    class ReadOnly(Fake):
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+            got = MappingProxyType(super().load(keys, policy))
+            kept.append(got)
+            return got  # type: ignore[return-value]
+
+    with load_secrets(ReadOnly("a", {"A": b"1"}), ReadOnly("b", {"B": b"2"})) as store:
+        assert (store["A"], store["B"]) == (b"1", b"2")
+        assert [dict(k) for k in kept] == [{"A": kept[0]["A"]}, {"B": kept[1]["B"]}]
+
+
 def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:
     pm = PolicyMap(
         {"DB_TOKEN": Policy(volatile=True), "*_TOKEN": Policy(ttl_sec=60), "DB_*": Policy(ttl_sec=5)},
@@ -125,10 +158,18 @@ def test_policy_exact_names_beat_patterns_which_beat_the_default() -> None:
     assert PolicyMap()("X") == Policy()
 
 
+class NamedPolicy(Policy):
+    """A subclass (module level, so pickle can find it)."""
+
+    __slots__ = ()
+
+
 def test_a_policy_is_an_immutable_value() -> None:
     p = Policy(ttl_sec=5, volatile=True)
     assert p == Policy(5, True, "auto") and p != Policy(ttl_sec=5) and p != (5, True, "auto")
     assert hash(p) == hash(Policy(ttl_sec=5, volatile=True))
+    assert NamedPolicy(5) == NamedPolicy(5) and NamedPolicy(5) != Policy(5)
+    assert type(pickle.loads(pickle.dumps(NamedPolicy(5)))) is NamedPolicy
     assert len({p, Policy(ttl_sec=5, volatile=True), Policy()}) == 2
     assert repr(p) == "Policy(ttl_sec=5, volatile=True, protection='auto')"
     assert pickle.loads(pickle.dumps(p)) == p and copy.deepcopy(p) == p

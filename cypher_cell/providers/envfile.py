@@ -119,8 +119,8 @@ class EnvFile(Provider):
                 loaded.update(
                     file.load(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
                 )
-        # Back in the order asked for, as with a single call.
-        return {key: loaded[key] for key in keys if key in loaded}
+            # Back in the order asked for, as with a single call.
+            return {key: loaded[key] for key in keys if key in loaded}
 
     def close(self) -> None:
         """Wipes the file's bytes now (`load` does this itself). A later

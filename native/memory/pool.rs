@@ -28,6 +28,9 @@ pub const CANARY_LEN: usize = 8;
 pub const MAX_ARENA_PAGES: usize = 256;
 /// Empty locked pages kept past the last live page of an arena.
 const SLACK_PAGES: usize = 1;
+/// The largest empty arena kept as a spare (a create/free loop needs one
+/// page; secretmem charges the memory-lock limit for the whole mapping).
+const SPARE_PAGES: usize = 4;
 
 pub fn class_for(len: usize) -> Option<usize> {
     CLASSES.iter().position(|&c| len <= c)
@@ -247,6 +250,20 @@ struct SizeClass {
     arenas: Vec<Arena>,
 }
 
+impl SizeClass {
+    /// Unmaps every empty arena but the smallest, and that one too if it
+    /// is over `SPARE_PAGES` (a batch's arena).
+    fn keep_one_spare(&mut self) {
+        let spare = self
+            .arenas
+            .iter()
+            .filter(|a| a.live == 0 && a.pages <= SPARE_PAGES)
+            .min_by_key(|a| a.pages)
+            .map(|a| a.id);
+        self.arenas.retain(|a| a.live > 0 || Some(a.id) == spare);
+    }
+}
+
 /// Counts for benchmarks and `doctor`; the kernel's own accounts are in
 /// /proc/self/status and /proc/self/smaps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -331,26 +348,22 @@ impl Pool {
     /// reserved and did not use (it failed half-way) is not kept.
     pub fn release_unused(&mut self) {
         for sizes in self.classes.iter_mut().flatten() {
-            let mut spare = false;
-            sizes.arenas.retain(|a| {
-                let keep = a.live > 0 || !spare;
-                spare |= a.live == 0;
-                keep
-            });
+            sizes.keep_one_spare();
         }
     }
 
     /// Checks the canary, zeroes and frees the slot. An arena that empties is
-    /// unmapped unless it is the only empty arena of its class (kept as a
-    /// spare so a create/free loop does not map and unmap each time).
+    /// unmapped unless it is the smallest empty arena of its class and at
+    /// most `SPARE_PAGES` long, kept as a spare so a create/free loop does
+    /// not map and unmap each time (small: secretmem charges the memory-lock
+    /// limit for the whole mapping, and a batch's arena may be 256 pages).
     pub fn free(&mut self, slot: &SlotRef) {
         let sizes = &mut self.classes[slot.tier.index()][slot.class];
         let Some(pos) = sizes.arenas.iter().position(|a| a.id == slot.arena) else {
             corruption_abort();
         };
-        let emptied = sizes.arenas[pos].free(slot.class, slot.index);
-        if emptied && sizes.arenas.iter().filter(|a| a.live == 0).count() > 1 {
-            sizes.arenas.remove(pos);
+        if sizes.arenas[pos].free(slot.class, slot.index) {
+            sizes.keep_one_spare();
         }
     }
 
@@ -460,6 +473,7 @@ mod tests {
         let st = pool.stats();
         assert_eq!(st.live_slots, 0);
         assert_eq!(st.arenas, 1, "one empty arena stays as a spare");
+        assert_eq!(st.mapped_bytes, page(), "the smallest");
     }
 
     #[test]
@@ -482,12 +496,18 @@ mod tests {
         for s in &slots {
             pool.free(s);
         }
-        // Reserved and never used: released but for one spare per class.
+        assert_eq!(
+            pool.stats().arenas,
+            2,
+            "an emptied 10-page arena is no spare"
+        );
+        // Reserved and never used: released but for one small spare a class
+        // (of class 2's 256 + 1 pages, the 1-page arena).
         pool.reserve(T, 1, n * 3).unwrap();
-        assert!(pool.stats().arenas > 3);
+        assert_eq!(pool.stats().arenas, 3);
         pool.release_unused();
-        assert_eq!(pool.stats().arenas, 2);
-        assert_eq!(pool.stats().live_slots, 0);
+        let st = pool.stats();
+        assert_eq!((st.arenas, st.live_slots, st.mapped_bytes), (1, 0, page()));
     }
 
     #[test]
