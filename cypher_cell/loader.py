@@ -56,13 +56,13 @@ def load_secrets(
         for source in sources:
             source.commit()
     except BaseException:
-        _wipe(found)
+        wipe_loaded(found.values())
         raise
     finally:
         # Sources may hold buffers (a parsed .env file) even if never asked.
         failure = _close_all(sources)
         if failure is not None:
-            _wipe(found)
+            wipe_loaded(found.values())
             raise failure
     ordered = found if list(found) == wanted else {k: found[k] for k in wanted if k in found}
     return SecretStore._adopt(ordered, policy_for)
@@ -116,8 +116,10 @@ def _merge(
     taken over when nothing was found before: a copy of 100,000 entries is
     not free). A key it was not asked for, or an entry that is not a
     `Loaded`, is an error, and then every cell it made is wiped."""
-    # Every key asked for, in order (the usual answer), needs no set.
-    unexpected = [] if list(got) == ask or got.keys() <= set(ask) else sorted(got.keys() - set(ask))
+    unexpected: list[str] = []
+    if list(got) != ask:  # every key asked for, in order (the usual answer), needs no set
+        asked = set(ask)
+        unexpected = sorted(k for k in got if k not in asked)
     stray = stray_entry(got.values())
     if unexpected or stray is not None:
         with suppress(TypeError):  # the stray entry, reported below; its cell is wiped if it has one
@@ -143,10 +145,6 @@ def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:
         except BaseException as exc:
             first = first or exc
     return first
-
-
-def _wipe(found: Mapping[str, Loaded]) -> None:
-    wipe_loaded(found.values())
 
 
 def _unique(names: Iterable[str]) -> list[str]:

