@@ -27,6 +27,23 @@ pub enum Requested {
     Transient,
 }
 
+impl Requested {
+    /// For `Auto` and `Transient`: the tiers to try, in order, before
+    /// `Unlocked` as the last resort (secretmem left out once the kernel has
+    /// said it lacks it). Nothing for `Exactly`.
+    fn protecting_tiers(self) -> impl Iterator<Item = Tier> {
+        let tiers: &[Tier] = match self {
+            Requested::Auto => &[Tier::Secretmem, Tier::Locked],
+            Requested::Transient => &[Tier::Locked],
+            Requested::Exactly(_) => &[],
+        };
+        tiers
+            .iter()
+            .copied()
+            .filter(|&t| t != Tier::Secretmem || secretmem_maybe_available())
+    }
+}
+
 /// A tier could not be had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocError {
@@ -53,8 +70,7 @@ fn pool() -> MutexGuard<'static, Pool> {
 pub fn reserve(req: Requested, lens: impl IntoIterator<Item = usize>) {
     let tier = match req {
         Requested::Exactly(tier) => tier,
-        Requested::Auto if secretmem_maybe_available() => Tier::Secretmem,
-        Requested::Auto | Requested::Transient => Tier::Locked,
+        _ => req.protecting_tiers().next().unwrap_or(Tier::Unlocked),
     };
     let mut counts = [0usize; CLASSES.len()];
     for class in lens.into_iter().filter_map(class_for) {
@@ -122,16 +138,8 @@ impl SecretBuf {
         match req {
             Requested::Exactly(tier) => Self::allocate_tier(tier, len).map(|b| (b, None)),
             Requested::Auto | Requested::Transient => {
-                let tiers: &[Tier] = if req == Requested::Auto {
-                    &[Tier::Secretmem, Tier::Locked]
-                } else {
-                    &[Tier::Locked]
-                };
                 let mut last = None;
-                for &tier in tiers {
-                    if tier == Tier::Secretmem && !secretmem_maybe_available() {
-                        continue;
-                    }
+                for tier in req.protecting_tiers() {
                     match Self::allocate_tier(tier, len) {
                         Ok(buf) => return Ok((buf, None)),
                         Err(e) => last = Some(e),
