@@ -15,6 +15,7 @@ __all__ = [
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "environ_cell",
     "is_plain_name",
     "prompt_cell",
     "read_file_cell",
@@ -94,6 +95,13 @@ def prompt_cell(
 ) -> CypherCell: ...
 
 # native/sources.rs: the native halves of Environ and SecretsDir.
+def environ_cell(
+    name: bytes,
+    *,
+    volatile: bool = False,
+    ttl_sec: float | None = None,
+    protection: _Protection = "auto",
+) -> CypherCell | None: ...
 def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
 def read_file_cell(
     path: str,

@@ -14,6 +14,48 @@ use crate::bindings::{CellOptions, CypherCell};
 use crate::errors::{describe_io, Error};
 use crate::memory::{pybytes, sys};
 
+/// The `bytes` object that `os.environ`'s storage holds for `name` (as its
+/// `encodekey()` gives it), or None.
+fn stored_environ<'py>(
+    py: Python<'py>,
+    name: &Bound<'py, PyBytes>,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let storage = py
+        .import("os")?
+        .getattr("environ")?
+        .getattr("_data")?
+        .cast_into::<PyDict>()?;
+    Ok(storage
+        .get_item(name)?
+        .and_then(|v| v.cast_into::<PyBytes>().ok()))
+}
+
+/// A cell holding the value of the environment variable `name`, copied from
+/// `os.environ`'s own `bytes` object here, so that the value is never a
+/// Python local: if the cell cannot be made, no frame of the error's
+/// traceback holds it. None when the variable is not set.
+#[pyfunction]
+#[pyo3(signature = (name, *, volatile = false, ttl_sec = None, protection = "auto"))]
+fn environ_cell(
+    py: Python<'_>,
+    name: &Bound<'_, PyBytes>,
+    volatile: bool,
+    ttl_sec: Option<&Bound<'_, PyAny>>,
+    protection: &str,
+) -> PyResult<Option<CypherCell>> {
+    let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+    let Some(stored) = stored_environ(py, name)? else {
+        return Ok(None);
+    };
+    let value = stored.as_bytes();
+    options
+        .create(py, value.len(), |dest| {
+            dest.copy_from_slice(value);
+            Ok::<(), PyErr>(())
+        })
+        .map(Some)
+}
+
 /// Overwrites what this process still holds of an environment variable's
 /// value: the `bytes` object in `os.environ`'s storage (only if nothing else
 /// refers to it) and every `NAME=value` string of the C environment (the
@@ -21,18 +63,10 @@ use crate::memory::{pybytes, sys};
 /// Returns what was zeroed. The caller then removes the variable.
 #[pyfunction]
 fn scrub_environ<'py>(py: Python<'py>, name: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyDict>> {
-    // `name` as os.environ's storage keys it (its encodekey()): a name that
-    // is not valid UTF-8 works too.
-    let storage = py
-        .import("os")?
-        .getattr("environ")?
-        .getattr("_data")?
-        .cast_into::<PyDict>()?;
-    let stored = storage.get_item(name)?;
+    let stored = stored_environ(py, name)?;
     // Referred to by the dict and by `stored` here, and nothing else.
     let zeroed_stored = stored
         .as_ref()
-        .and_then(|v| v.cast::<PyBytes>().ok())
         .is_some_and(|v| pybytes::zero_bytes_in_place(v, 2));
     drop(stored);
     let zeroed_c = sys::zero_environ_value(name.as_bytes());
@@ -111,6 +145,7 @@ fn read_file_cell(
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(environ_cell, m)?)?;
     m.add_function(wrap_pyfunction!(scrub_environ, m)?)?;
     m.add_function(wrap_pyfunction!(read_file_cell, m)?)?;
     Ok(())

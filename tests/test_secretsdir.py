@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from kernel import random_secret, scan_memory, secret_forms, start_child
-from provider_contract import ProviderContract
+from provider_contract import ProviderContract, failed_load_leaves_no_value
 
 from cypher_cell import ProviderError, ProviderUnavailableError, load_secrets
 from cypher_cell.providers import Provider, SecretsDir
@@ -148,3 +148,14 @@ hold()
         assert scan_memory(child.pid, secret_forms(secret)).copies >= 1
     finally:
         child.finish()
+
+
+def test_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals(tmp_path: Path) -> None:
+    secret = random_secret()
+    (tmp_path / "token").write_bytes(secret + b"\n")
+    places = failed_load_leaves_no_value(
+        "from cypher_cell.providers import SecretsDir",
+        f"load_secrets(SecretsDir({str(tmp_path)!r}), default_policy=LOCKED)",
+        secret,
+    )
+    assert places == []
