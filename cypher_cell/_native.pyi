@@ -18,7 +18,7 @@ __all__ = [
     "environ_cell",
     "is_plain_name",
     "prompt_cell",
-    "read_file_cell",
+    "read_file_cell_at",
     "scrub_environ",
     "stray_entry",
     "wipe_loaded",
@@ -103,15 +103,17 @@ def environ_cell(
     protection: _Protection = "auto",
 ) -> CypherCell | None: ...
 def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
-def read_file_cell(
-    path: str,
+def read_file_cell_at(
+    dir_fd: int,
+    name: bytes,
     *,
+    label: str,
     max_size: int,
     strip_newline: bool = True,
     volatile: bool = False,
     ttl_sec: float | None = None,
     protection: _Protection = "auto",
-) -> CypherCell: ...
+) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
 # native/loaded.rs: what providers hand to load_secrets (public as cypher_cell.providers.Loaded).
