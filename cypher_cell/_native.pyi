@@ -15,9 +15,10 @@ __all__ = [
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "environ_cell",
     "is_plain_name",
     "prompt_cell",
-    "read_file_cell",
+    "read_file_cell_at",
     "scrub_environ",
     "stray_entry",
     "wipe_loaded",
@@ -94,16 +95,25 @@ def prompt_cell(
 ) -> CypherCell: ...
 
 # native/sources.rs: the native halves of Environ and SecretsDir.
-def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
-def read_file_cell(
-    path: str,
+def environ_cell(
+    name: bytes,
     *,
+    volatile: bool = False,
+    ttl_sec: float | None = None,
+    protection: _Protection = "auto",
+) -> CypherCell | None: ...
+def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
+def read_file_cell_at(
+    dir_fd: int,
+    name: bytes,
+    *,
+    label: str,
     max_size: int,
     strip_newline: bool = True,
     volatile: bool = False,
     ttl_sec: float | None = None,
     protection: _Protection = "auto",
-) -> CypherCell: ...
+) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
 # native/loaded.rs: what providers hand to load_secrets (public as cypher_cell.providers.Loaded).

@@ -3,6 +3,7 @@ sources into cells, all or nothing."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Iterable, Mapping, Set
 from contextlib import suppress
 
@@ -52,18 +53,19 @@ def load_secrets(
         missing = [k for k in required if k not in found]
         if missing:
             raise MissingSecretsError(missing)
-        # Everything is here: only now may sources act on it (Environ scrubs).
-        for source in sources:
-            source.commit()
     except BaseException:
         wipe_loaded(found.values())
         raise
     finally:
         # Sources may hold buffers (a parsed .env file) even if never asked.
+        # A close that fails fails the load, before anything is committed.
         failure = _close_all(sources)
         if failure is not None:
             wipe_loaded(found.values())
             raise failure
+    # Everything is here and every source closed: only now may sources act
+    # on it (Environ scrubs), so a load that fails changes nothing.
+    _commit_all(sources, found)
     ordered = found if list(found) == wanted else {k: found[k] for k in wanted if k in found}
     return SecretStore._adopt(ordered, policy_for)
 
@@ -129,11 +131,34 @@ def _merge(
             if unexpected
             else f"returned a {type(stray).__name__} instead of a Loaded entry"
         )
+        # The stray entry may be a value itself (b"..." instead of a Loaded):
+        # this frame must not hold it in the error's traceback.
+        del stray, got
         raise ProviderError(f"{source.describe()}: {what}")
     if not found and type(got) is dict:
         return got
     found.update(got)
     return found
+
+
+def _commit_all(sources: tuple[Provider, ...], found: Mapping[str, Loaded]) -> None:
+    """Commits every source. The load has succeeded: a commit that fails
+    cannot be undone by failing it (other sources may have committed, and
+    failing would wipe what they gave up), so it becomes a warning and the
+    other sources still commit. Ctrl-C here wipes the cells and propagates."""
+    for source in sources:
+        try:
+            source.commit()
+        except Exception as exc:
+            warnings.warn(
+                f"{source.describe()}: {exc} ({type(exc).__name__} after loading; the secrets are "
+                f"loaded, but what this source does once a load succeeds may be incomplete)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        except BaseException:
+            wipe_loaded(found.values())
+            raise
 
 
 def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:

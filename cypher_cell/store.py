@@ -19,15 +19,18 @@ class SecretStore(Mapping[str, CypherCell]):
     __slots__ = ("_closed", "_entries", "_policy")
 
     def __init__(self, entries: Mapping[str, Loaded], policy: PolicyFor | None = None) -> None:
+        # Set first: a traceback that records locals repr()s this half-made store.
+        self._entries: dict[str, Loaded] = {}
+        self._closed = False
         entries = dict(entries)
-        for key, entry in entries.items():
-            if not isinstance(entry, Loaded):
-                raise TypeError(
-                    f"SecretStore entries must be Loaded, not {type(entry).__name__} (key {key!r})"
-                )
+        bad = next(((k, type(e).__name__) for k, e in entries.items() if not isinstance(e, Loaded)), None)
+        if bad is not None:
+            # A wrong entry may be a value itself (b"..."): no local of this
+            # frame may hold it in the error's traceback.
+            entries = {}
+            raise TypeError(f"SecretStore entries must be Loaded, not {bad[1]} (key {bad[0]!r})")
         self._entries = entries
         self._policy = policy or PolicyMap()
-        self._closed = False
 
     @classmethod
     def _adopt(cls, entries: dict[str, Loaded], policy: PolicyFor) -> SecretStore:

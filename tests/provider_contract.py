@@ -9,11 +9,17 @@ the key (pytest's assertion rewriting would otherwise show both sides).
 
 from __future__ import annotations
 
+import functools
 import secrets
 import time
+import traceback
+import types
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import pytest
+from kernel import run_child
+from test_rlimit import CHECK_NO_CAP, limited
 
 from cypher_cell import CellExpiredError, CellWipedError, MissingSecretsError, Policy, load_secrets
 from cypher_cell.providers import Provider
@@ -23,6 +29,116 @@ Plant = Callable[[Mapping[str, bytes]], Provider]
 
 def value() -> bytes:
     return b"v-" + secrets.token_hex(12).encode()
+
+
+def value_in_traceback(exc: BaseException, secret: bytes) -> list[str]:
+    """Where `secret` shows in what an error reporter that captures locals
+    (Sentry, ``TracebackException(capture_locals=True)``) would record of
+    `exc`: its formatted text, and every local of every frame of its
+    traceback and of each error in its ``__cause__``/``__context__`` chain,
+    looking inside containers and objects' attributes. Returns the places
+    (``function:local``), never the value."""
+    text = secret.decode("latin-1")
+    places: list[str] = []
+    try:
+        formatted = "".join(traceback.TracebackException.from_exception(exc, capture_locals=True).format())
+    except Exception as failure:  # a local whose repr fails (a closed D-Bus proxy) breaks the reporter
+        places.append(f"formatting the traceback raised {type(failure).__name__}")
+    else:
+        if text in formatted or repr(secret)[2:-1] in formatted:
+            places.append("the formatted traceback")
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        pending += [e for e in (error.__cause__, error.__context__) if e is not None]
+        if _holds(error.args, secret, text, seen, 0):
+            places.append(f"{type(error).__name__}.args")
+        tb = error.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            for name, local in frame.f_locals.items():
+                if _holds(local, secret, text, seen, 0):
+                    places.append(f"{frame.f_code.co_name}:{name} ({type(local).__name__})")
+            tb = tb.tb_next
+    return places
+
+
+_NOT_DATA = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+def _holds(obj: object, secret: bytes, text: str, seen: set[int], depth: int) -> bool:
+    """Whether `obj` is or contains the value (as bytes or str)."""
+    if isinstance(obj, str):
+        return text in obj
+    if isinstance(obj, bytes | bytearray):
+        return secret in obj
+    if isinstance(obj, memoryview):
+        try:
+            return secret in obj.tobytes()
+        except ValueError:  # released
+            return False
+    if depth > 4 or id(obj) in seen or isinstance(obj, _NOT_DATA):
+        return False
+    seen.add(id(obj))
+    inner: list[object] = []
+    if isinstance(obj, dict):
+        inner = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, list | tuple | set | frozenset):
+        inner = list(obj)
+    elif isinstance(obj, functools.partial):
+        inner = [*obj.args, *obj.keywords.values()]
+    elif isinstance(obj, BaseException):
+        inner = list(obj.args)
+    elif hasattr(obj, "__dict__"):
+        inner = list(vars(obj).values())
+    return any(_holds(item, secret, text, seen, depth + 1) for item in inner)
+
+
+TESTS = str(Path(__file__).parent)
+
+#: A child's check: `setup` (Python, run first) then `attempt` (an
+#: expression that loads and is expected to raise); the secret is argv[1],
+#: more arguments follow.
+_FAILED_LOAD = (
+    CHECK_NO_CAP
+    + """
+sys.path.insert(0, {tests!r})
+from provider_contract import value_in_traceback
+from cypher_cell import Policy, load_secrets
+LOCKED = Policy(protection="locked")  # refused: RLIMIT_MEMLOCK 0, no CAP_IPC_LOCK
+{setup}
+def attempt():
+    try:
+        {attempt}
+    except Exception as exc:
+        return exc
+    return None
+error = attempt()
+secret = sys.argv[1].encode()
+report(raised=None if error is None else type(error).__name__,
+       places=[] if error is None else value_in_traceback(error, secret))
+del secret
+"""
+)
+
+
+def failed_load_leaves_no_value(
+    setup: str, attempt: str, secret: bytes, *args: str, **child: object
+) -> list[str]:
+    """Runs `attempt` in a child that cannot lock memory, so making a cell
+    fails after the source's value was read; returns where the value shows
+    in the error's traceback (`value_in_traceback`), after checking that the
+    load did fail with `MemoryLockError`."""
+    code = _FAILED_LOAD.format(tests=TESTS, setup=setup, attempt=attempt)
+    r = run_child(code, secret.decode(), *args, preexec_fn=limited(0, 0), **child)
+    assert r["raised"] == "MemoryLockError", r["raised"]
+    places = r["places"]
+    assert isinstance(places, list)
+    return places
 
 
 class ProviderContract:

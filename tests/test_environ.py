@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from kernel import random_secret, scan_memory, secret_forms, start_child
-from provider_contract import ProviderContract
+from provider_contract import ProviderContract, failed_load_leaves_no_value
 
 from cypher_cell import MissingSecretsError, load_secrets
 from cypher_cell.providers import Environ, Provider
@@ -113,7 +113,9 @@ hold()
         assert child.report == {"loaded": True}
         environ_block = Path(f"/proc/{child.pid}/environ").read_bytes()
         assert secret not in environ_block
-        assert b"CCR_TOKEN=\0" in environ_block, "the entry is emptied in place"
+        # Emptied in place: NAME= and one NUL per byte of the value, then the
+        # string's own NUL (the length stays visible: README, "not protected").
+        assert b"CCR_TOKEN=" + b"\0" * (len(secret) + 1) in environ_block, "the entry is emptied in place"
         assert scan_memory(child.pid, secret_forms(secret)).copies == 0
     finally:
         child.finish()
@@ -171,3 +173,16 @@ def test_a_failed_load_leaves_the_environment_as_it_was() -> None:
     store = load_secrets(Environ(prefix="CCF_"), required=["A"])
     assert store["A"] == b"still-here-1"
     assert "CCF_A" not in os.environ
+
+
+def test_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals() -> None:
+    """Locked memory refused while loading: the error's traceback, as an
+    error reporter capturing locals records it, holds no value."""
+    secret = random_secret()
+    places = failed_load_leaves_no_value(
+        "from cypher_cell.providers import Environ",
+        "load_secrets(Environ(prefix='CCL_'), required=['TOKEN'], default_policy=LOCKED)",
+        secret,
+        env={"CCL_TOKEN": secret.decode()},
+    )
+    assert places == []

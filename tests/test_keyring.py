@@ -28,16 +28,19 @@ import subprocess
 import sys
 import textwrap
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing
 from pathlib import Path
 
 import keyring
+import keyring.errors
 import pytest
+import secretstorage.exceptions
 from kernel import random_secret, scan_memory, secret_forms, start_child
+from keyring.backend import KeyringBackend
 from keyring.backends import SecretService as secret_service_backend
 from keyring.backends import fail
-from provider_contract import ProviderContract
+from provider_contract import ProviderContract, failed_load_leaves_no_value
 from secret_service import SecretService, secret_service  # noqa: F401  (the fixture)
 
 from cypher_cell import (
@@ -169,7 +172,8 @@ def test_a_value_that_is_not_text(service: str, read_path: str) -> None:
     assert not isinstance(info.value, ProviderUnavailableError)
     assert "UnicodeDecodeError" in str(info.value) and "'blob'" in str(info.value)
     assert info.value.__cause__ is None and info.value.__context__ is None
-    assert no_value_in(info.value, tail)
+    clean = no_value_in(info.value, tail)
+    assert clean, "a value shows in the error"
     assert _pool_stats()["live_slots"] == before, "the cell made for 'first' was not wiped"
 
 
@@ -187,7 +191,8 @@ def test_no_backend_fails_naming_the_backend_and_key(secret_service: SecretServi
     assert "NoKeyringError" in message
     # Not chained: a backend's exception may be chained to one holding the value.
     assert info.value.__cause__ is None and info.value.__context__ is None
-    assert no_value_in(info.value, planted)
+    clean = no_value_in(info.value, planted)
+    assert clean, "a value shows in the error"
 
 
 def test_an_unreachable_bus_fails_naming_the_backend_and_key(
@@ -200,7 +205,8 @@ def test_an_unreachable_bus_fails_naming_the_backend_and_key(
         load_secrets(Keyring(service), required=["db"])
     message = str(info.value)
     assert read_path in message and "'db'" in message, message
-    assert no_value_in(info.value, planted)
+    clean = no_value_in(info.value, planted)
+    assert clean, "a value shows in the error"
 
 
 def test_a_locked_collection_fails_naming_the_backend_and_key(
@@ -220,10 +226,123 @@ def test_a_locked_collection_fails_naming_the_backend_and_key(
         secret_service.unlock()
     message = str(info.value)
     assert read_path in message and "'db'" in message and "KeyringLocked" in message, message
-    assert no_value_in(info.value, planted)
+    clean = no_value_in(info.value, planted)
+    assert clean, "a value shows in the error"
     with load_secrets(Keyring(service), required=["db"]) as store:  # unlocked again
         same = store["db"] == planted
         assert same
+
+
+class Leaky(KeyringBackend):
+    """A backend whose failures carry the value in their text."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise self.error
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise NotImplementedError
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        keyring.errors.KeyringError,
+        keyring.errors.NoKeyringError,
+        keyring.errors.KeyringLocked,
+        keyring.errors.InitError,
+        lambda text: OSError(5, text),
+        OSError,
+        secretstorage.exceptions.SecretStorageException,
+        secretstorage.exceptions.LockedException,
+    ],
+)
+def test_a_backend_error_text_is_never_passed_on(error: Callable[[str], Exception]) -> None:
+    """A backend may put anything in its error's text, the value included:
+    the error names the backend class, the failure's type and a generic
+    reason, never the backend's words."""
+    planted = value()
+    before = keyring.get_keyring()
+    keyring.set_keyring(Leaky(error(f"could not decode {planted!r}")))
+    try:
+        with pytest.raises(ProviderUnavailableError) as info:
+            load_secrets(Keyring("leaky"), required=["db"])
+    finally:
+        keyring.set_keyring(before)
+    clean = no_value_in(info.value, planted)
+    assert clean, "a value shows in the error"
+    clean = no_value_in(info.value, "could not decode")
+    assert clean, "a value shows in the error"
+    message = str(info.value)
+    assert f"{__name__}.Leaky" in message and "'db'" in message, message
+    assert info.value.__cause__ is None and info.value.__context__ is None
+
+
+FROM_FILE = """
+import keyring
+from keyring.backend import KeyringBackend
+from cypher_cell.providers import Keyring
+
+class FromFile(KeyringBackend):
+    # Reads the value from a file on each call: the backend holds none.
+    priority = 1
+
+    def get_password(self, service, username):
+        with open(sys.argv[2]) as f:
+            return f.read()
+
+    def set_password(self, service, username, password):
+        raise NotImplementedError
+
+    def delete_password(self, service, username):
+        raise NotImplementedError
+
+keyring.set_keyring(FromFile())
+"""
+
+FROM_DAEMON = """
+import keyring
+from keyring.backends.SecretService import Keyring as SecretService
+from cypher_cell.providers import Keyring
+
+class ThroughGetPassword(SecretService):
+    pass
+
+keyring.set_keyring(SecretService() if sys.argv[2] == "fast" else ThroughGetPassword())
+"""
+
+
+def test_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals_any_backend(tmp_path: Path) -> None:
+    """The generic path with a plain backend: the `str` it returns is in no
+    frame of the failed load's traceback."""
+    secret = random_secret()
+    (tmp_path / "value").write_bytes(secret)
+    attempt = "load_secrets(Keyring('svc'), required=['db'], default_policy=LOCKED)"
+    places = failed_load_leaves_no_value(FROM_FILE, attempt, secret, str(tmp_path / "value"))
+    assert places == []
+
+
+@pytest.mark.parametrize("path", ["fast", "generic"])
+def test_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals(
+    secret_service: SecretService,  # noqa: F811
+    path: str,
+) -> None:
+    """Both read paths against the daemon: Secret Service's decrypted buffer
+    and keyring's `str` are in no frame of the failed load's traceback."""
+    service, secret = new_service(), random_secret()
+    keyring.set_keyring(secret_service_backend.Keyring())
+    keyring.set_password(service, "db", secret.decode())
+    attempt = f"load_secrets(Keyring({service!r}), required=['db'], default_policy=LOCKED)"
+    places = failed_load_leaves_no_value(FROM_DAEMON, attempt, secret, path)
+    assert places == []
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:

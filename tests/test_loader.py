@@ -4,13 +4,19 @@ and what the store shows (keys and sources, never values)."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
+import secrets
 import subprocess
 import sys
-from collections.abc import Collection, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 
 import pytest
+from kernel import random_secret
+from provider_contract import failed_load_leaves_no_value, value_in_traceback
 
 from cypher_cell import (
     CypherCell,
@@ -21,7 +27,7 @@ from cypher_cell import (
     load_secrets,
 )
 from cypher_cell.policy import PolicyMap
-from cypher_cell.providers import Loaded, PolicyFor, Provider
+from cypher_cell.providers import Environ, Loaded, PolicyFor, Provider
 
 
 class Fake(Provider):
@@ -278,7 +284,7 @@ class Closing(Fake):
 def test_sources_are_committed_only_on_success_and_always_closed() -> None:
     a, b = Closing("a", {"A": b"1"}), Closing("b", {"B": b"2"})
     load_secrets(a, b)
-    assert a.calls == ["commit", "close"] and b.calls == ["commit", "close"]
+    assert a.calls == ["close", "commit"] and b.calls == ["close", "commit"]
     c, d = Closing("c", {"A": b"1"}), Closing("d", {})
     with pytest.raises(MissingSecretsError):
         load_secrets(c, d, required=["Z"])
@@ -302,3 +308,124 @@ def test_a_failing_listing_still_closes_the_sources_listed_before() -> None:
     with pytest.raises(ProviderError, match="cannot list"):
         load_secrets(first, failing)
     assert first.calls == ["close"]
+
+
+# --- a failed load: no value in a traceback, nothing changed ------------------------------------
+
+
+def raised_by(call: Callable[[], object]) -> BaseException:
+    """The exception `call` raises, caught in a frame that holds no value."""
+    try:
+        call()
+    except BaseException as exc:
+        return exc
+    raise AssertionError("no exception")
+
+
+class Raw(Provider):
+    """A faulty provider that hands back the value itself, not a Loaded;
+    it keeps the value behind a function (not a local of any frame)."""
+
+    kind = "raw"
+
+    def __init__(self, value: Callable[[], bytes]) -> None:
+        self.value = value
+
+    def offered_keys(self) -> Collection[str]:
+        return ["K"]
+
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        return {"K": self.value()}  # type: ignore[dict-item]
+
+
+def test_a_raw_value_returned_instead_of_a_loaded_is_in_no_traceback_local() -> None:
+    secret = random_secret()
+    make = lambda: secret  # noqa: E731 - a function: no traceback frame holds its closure
+    error = raised_by(lambda: load_secrets(Raw(make)))
+    assert isinstance(error, ProviderError) and "returned a bytes instead of a Loaded" in str(error)
+    places = value_in_traceback(error, secret)
+    assert places == []
+
+
+def test_a_raw_value_given_to_secret_store_is_in_no_traceback_local() -> None:
+    secret = random_secret()
+    make = lambda: secret  # noqa: E731 - a function: no traceback frame holds its closure
+    error = raised_by(lambda: SecretStore({"K": make()}))  # type: ignore[dict-item]
+    assert isinstance(error, TypeError) and "must be Loaded, not bytes" in str(error)
+    places = value_in_traceback(error, secret)
+    assert places == []
+
+
+def test_env_file_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals(tmp_path: Path) -> None:
+    """EnvFile's half of the rule, checked here (its own tests belong to the
+    `.env` work): values stay in native code."""
+    secret = random_secret()
+    path = tmp_path / ".env"
+    path.write_bytes(b"TOKEN=" + secret + b"\n")
+    path.chmod(0o600)
+    places = failed_load_leaves_no_value(
+        "from cypher_cell.providers import EnvFile",
+        f"load_secrets(EnvFile({str(path)!r}), default_policy=LOCKED)",
+        secret,
+    )
+    assert places == []
+
+
+@pytest.fixture
+def planted_env() -> Iterator[tuple[str, str]]:
+    name, secret = "CC_ORDER_" + secrets.token_hex(4).upper(), "v-" + secrets.token_hex(12)
+    os.environ[name] = secret
+    yield name, secret
+    os.environ.pop(name, None)
+
+
+def test_a_failing_close_leaves_the_environment_unscrubbed(planted_env: tuple[str, str]) -> None:
+    """Sources are closed before any is committed: a close that fails fails
+    the load before Environ scrubs anything."""
+    name, secret = planted_env
+    environ = Environ([name])
+    with pytest.raises(ProviderError, match="close failed"):
+        load_secrets(environ, Closing("bad", {}, fail="close"))
+    same = os.environ.get(name) == secret
+    assert same, "the variable was scrubbed by a load that failed"
+    with load_secrets(Environ([name])) as store:  # and it still loads
+        same = store[name] == secret.encode()
+        assert same
+    assert name not in os.environ
+
+
+class FailingCommit(Closing):
+    def commit(self) -> None:
+        self.calls.append("commit")
+        raise ProviderError(f"fake {self.name}: commit failed")
+
+
+def test_a_failing_commit_is_a_warning_and_the_load_stands(planted_env: tuple[str, str]) -> None:
+    """Commits come last, once the load has succeeded and every source is
+    closed: one that fails cannot undo the others, so it warns, the other
+    sources still commit, and the store is returned."""
+    name, secret = planted_env
+    first, last = FailingCommit("first", {"A": b"1"}), Closing("last", {})
+    with pytest.warns(RuntimeWarning, match="fake first: commit failed") as caught:
+        store = load_secrets(first, Environ([name]), last)
+    assert len(caught) == 1
+    assert first.calls == ["close", "commit"] and last.calls == ["close", "commit"]
+    same = (store["A"] == b"1", store[name] == secret.encode())
+    assert same == (True, True)
+    assert name not in os.environ, "Environ committed its scrub after the failed commit"
+
+
+def test_sources_are_all_closed_before_any_is_committed() -> None:
+    order: list[str] = []
+
+    class Recording(Closing):
+        def commit(self) -> None:
+            order.append(f"commit {self.name}")
+
+        def close(self) -> None:
+            order.append(f"close {self.name}")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_secrets(Recording("a", {"A": b"1"}), Recording("b", {"B": b"2"}))
+    assert order == ["close a", "close b", "commit a", "commit b"]

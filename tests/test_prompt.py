@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 from kernel import CHILD_PRELUDE, random_secret, scan_memory, secret_forms
-from provider_contract import ProviderContract
+from provider_contract import ProviderContract, value_in_traceback
 
 from cypher_cell import CellWipedError, Policy, ProviderUnavailableError, _native, load_secrets
 from cypher_cell.providers import Prompt, Provider
@@ -633,3 +633,25 @@ def test_constructor_checks() -> None:
     listed = Prompt(["B", "A", "B"])
     assert listed.offered_keys() == ("B", "A") and not listed.asks_only_required
     assert repr(listed) == "<Prompt prompt (terminal)>"
+
+
+def test_an_answer_refused_after_reading_leaves_no_value_in_traceback_locals() -> None:
+    """An over-long answer is read, then refused: the error's traceback, as
+    a reporter capturing locals records it, holds no piece of the answer."""
+    secret = random_secret()
+    typist = Typist({"K": secret * 100})  # 4,700 bytes: over the 4,094-byte line limit
+    try:
+        error = _refusal(Prompt(["K"], tty_path=typist.path))
+    finally:
+        typist.close()
+    assert isinstance(error, ValueError) and "longer than 4094 bytes" in str(error)
+    places = value_in_traceback(error, secret)
+    assert places == []
+
+
+def _refusal(prompt: Prompt) -> BaseException:
+    try:
+        load_secrets(prompt)
+    except BaseException as exc:
+        return exc
+    raise AssertionError("the answer was accepted")

@@ -64,15 +64,18 @@ class Provider(abc.ABC):
         exists but cannot be read, after wiping any cell it already made."""
 
     def commit(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
-        """Called once `load_secrets` has every key it needs, before the
-        store is returned; not called when loading fails. A source that
-        changes the world after reading (Environ scrubs the variables it
-        read) does it here, so a failed load leaves everything as it was."""
+        """Called once `load_secrets` has every key it needs and every
+        source is closed, before the store is returned; not called when
+        loading or closing fails. A source that changes the world after
+        reading (Environ scrubs the variables it read) does it here, so a
+        failed load leaves everything as it was. The load has succeeded by
+        now: an exception raised here becomes a `RuntimeWarning`."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
         """Releases (and wipes) anything the source still holds, such as a
         parsed file's buffer. `load_secrets` calls it for every source when
-        it is done, whether or not the source was asked for anything."""
+        it is done loading, whether or not the source was asked for
+        anything, and before any `commit`: one that raises fails the load."""
 
     def describe(self) -> str:
         """A one-line name for messages, such as ``env-file .env``."""

@@ -4,7 +4,8 @@ An inherited variable lives in two places in a Python process: the `bytes`
 object in `os.environ`'s storage and the initial environment block that
 `/proc/self/environ` shows. With ``scrub=True`` both are overwritten with
 zeros in place and the variable is removed (children no longer inherit it).
-The value never becomes a Python `str`.
+The value never becomes a Python `str`, nor a local of any Python frame:
+native code copies it from `os.environ`'s `bytes` into the cell.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import cast
 
 from cypher_cell import _native
-from cypher_cell._native import CypherCell
 from cypher_cell.errors import ProviderError
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
@@ -44,9 +44,12 @@ class Environ(Provider):
         return f"environ {self._prefix}*" if self._prefix else "environ"
 
     def offered_keys(self) -> Collection[str] | None:
+        # load_secrets asks every source for its keys first: a new load. What
+        # an earlier load that failed had read is not to be scrubbed by this one.
+        self._to_scrub = []
         if self._keys is not None:
             # Not `name in os.environ`: that decodes the value into a str.
-            return [k for k in self._keys if _stored_value(self._prefix + k) is not None]
+            return [k for k in self._keys if _is_set(self._prefix + k)]
         if self._prefix:
             n = len(self._prefix)
             return [name[n:] for name in os.environ if name.startswith(self._prefix) and len(name) > n]
@@ -57,30 +60,41 @@ class Environ(Provider):
         with wiped_on_error(loaded):
             for key in keys:
                 name = self._prefix + key
-                stored = _stored_value(name)
-                if stored is None:
+                if not _is_set(name):
                     continue
                 p = policy(key)
-                cell = CypherCell(stored, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
+                # The value goes from os.environ's bytes into the cell in native
+                # code: it is never a local here, so a failure (locked memory
+                # refused) leaves no value in this frame for a traceback to show.
+                cell = _native.environ_cell(
+                    _encoded(name), volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection
+                )
+                if cell is None:  # unset meanwhile, by another thread
+                    continue
                 loaded[key] = Loaded(cell, f"environ {name}")
                 if self._scrub:
                     self._to_scrub.append(name)
         return loaded
 
     def commit(self) -> None:
-        """Scrubs what `load` read, once the whole load has succeeded."""
+        """Scrubs what `load` read, once the whole load has succeeded. Every
+        variable is tried; those that could not be scrubbed are named in one
+        `ProviderError` (which `load_secrets` turns into a warning)."""
         names, self._to_scrub = self._to_scrub, []
+        failed: list[str] = []
         for name in names:
-            # Zeroes os.environ's bytes (only if nothing else holds them) and
-            # the C environment's strings in place.
-            _native.scrub_environ(_encoded(name))
-            # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
-            # which would decode the value into a str first.
-            os.unsetenv(name)
-            _storage().pop(_encoded(name), None)
-
-    def close(self) -> None:
-        self._to_scrub = []
+            try:
+                # Zeroes os.environ's bytes (only if nothing else holds them)
+                # and the C environment's strings in place.
+                _native.scrub_environ(_encoded(name))
+                # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
+                # which would decode the value into a str first.
+                os.unsetenv(name)
+                _storage().pop(_encoded(name), None)
+            except Exception as exc:
+                failed.append(f"{name} ({type(exc).__name__})")
+        if failed:
+            raise ProviderError(f"{self.describe()}: could not scrub {', '.join(failed)}")
 
 
 def _storage() -> dict[bytes, bytes]:
@@ -96,7 +110,12 @@ def _encoded(name: str) -> bytes:
     return cast(bytes, os.environ.encodekey(name))
 
 
-def _stored_value(name: str) -> bytes | None:
-    """The `bytes` object os.environ keeps for `name` (not a decoded copy)."""
-    value = _storage().get(_encoded(name))
-    return value if isinstance(value, bytes) else None
+def _is_set(name: str) -> bool:
+    """Whether os.environ holds a value for `name`, looked up without
+    decoding the value into a str or keeping it in a local. A name that
+    cannot be encoded (a lone surrogate) cannot be set."""
+    try:
+        encoded = _encoded(name)
+    except UnicodeEncodeError:
+        return False
+    return isinstance(_storage().get(encoded), bytes)

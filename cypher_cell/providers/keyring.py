@@ -26,6 +26,8 @@ an encrypted session.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from functools import partial
@@ -114,18 +116,21 @@ class Keyring(Provider):
         with no other reference kept to it."""
         name = _backend_name(backend)
         for key in keys:
-            username = self.username_for(key)
-            secret = self._guarded(partial(backend.get_password, self._service, username), name, key)
-            if secret is None:
-                continue
+            fetch = partial(backend.get_password, self._service, self.username_for(key))
+            secret: str | None = None
             try:
+                secret = self._guarded(fetch, name, key)
+                if secret is None:
+                    continue
                 if not isinstance(secret, str):
                     raise ProviderError(
                         self._failure(name, key, f"returned {type(secret).__name__}, not str")
                     )
                 cell = _new_cell(secret, policy(key))
             finally:
-                del secret
+                # Whatever happens, this frame keeps no reference to the value
+                # (a traceback that records locals would show it).
+                secret = None
             loaded[key] = Loaded(cell, self._origin(key))
 
     def _load_from_secret_service(
@@ -139,20 +144,29 @@ class Keyring(Provider):
 
         name = _backend_name(backend)
         collection = self._guarded(backend.get_preferred_collection, name, keys[0])
-        with closing(collection.connection) as connection:
-            session = self._guarded(partial(open_session, connection), name, keys[0])
-            for key in keys:
-                fetch = partial(
-                    _encrypted_secret, backend, collection, session, self._service, self.username_for(key)
-                )
-                secret = self._guarded(fetch, name, key)
-                if secret is None:
-                    continue
-                try:
-                    cell = self._cell_from_secret(secret, session, policy(key), name, key)
-                finally:
-                    del secret
-                loaded[key] = Loaded(cell, self._origin(key))
+        session: Any = None
+        try:
+            with closing(collection.connection):
+                session = self._guarded(partial(open_session, collection.connection), name, keys[0])
+                for key in keys:
+                    fetch = partial(
+                        _encrypted_secret, backend, collection, session, self._service, self.username_for(key)
+                    )
+                    secret: Any = None
+                    try:
+                        secret = self._guarded(fetch, name, key)
+                        if secret is None:
+                            continue
+                        cell = self._cell_from_secret(secret, session, policy(key), name, key)
+                    finally:
+                        secret = None
+                        del fetch
+                    loaded[key] = Loaded(cell, self._origin(key))
+        finally:
+            # The session holds the AES key that decrypts what D-Bus carried,
+            # and a closed collection's repr() makes a D-Bus call that fails:
+            # neither may sit in a traceback's locals.
+            collection = session = None
 
     def _cell_from_secret(
         self, secret: Any, session: Any, rule: Policy, backend: str, key: str
@@ -161,57 +175,59 @@ class Keyring(Provider):
         content_type)`` struct, decrypting ``value`` into a bytearray that is
         zeroed on every path."""
         _session_path, iv, value, _content_type = secret
-        if not session.encrypted:
-            # The daemon refused an encrypted session: the value crossed D-Bus
-            # in clear and the D-Bus library already holds it as bytes.
-            return _new_cell(value, rule)
-        if len(iv) != _AES_BLOCK or not value or len(value) % _AES_BLOCK:
-            raise ProviderError(self._failure(backend, key, "malformed encrypted secret"))
-
-        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: PLC0415
-
-        decryptor = Cipher(algorithms.AES(session.aes_key), modes.CBC(bytes(iv))).decryptor()
-        plain = bytearray(len(value) + _AES_BLOCK - 1)  # update_into() wants a block of headroom
+        secret = None  # only `value` holds the secret's bytes from here, and it is cleared below
         try:
-            size = decryptor.update_into(value, plain)
-            decryptor.finalize()
-            pad = plain[size - 1] if size else 0
-            # PKCS#7: the last `pad` bytes all equal `pad`. count() reads in place (no slice copy).
-            if size != len(value) or not 1 <= pad <= _AES_BLOCK or plain.count(pad, size - pad, size) != pad:
-                raise ProviderError(self._failure(backend, key, "bad padding in encrypted secret"))
-            view = memoryview(plain)[: size - pad]
+            if not session.encrypted:
+                # The daemon refused an encrypted session: the value crossed D-Bus
+                # in clear and the D-Bus library already holds it as bytes.
+                return _new_cell(value, rule)
+            if len(iv) != _AES_BLOCK or not value or len(value) % _AES_BLOCK:
+                raise ProviderError(self._failure(backend, key, "malformed encrypted secret"))
+
+            from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: PLC0415
+
+            decryptor = Cipher(algorithms.AES(session.aes_key), modes.CBC(bytes(iv))).decryptor()
+            plain = bytearray(len(value) + _AES_BLOCK - 1)  # update_into() wants a block of headroom
             try:
-                return _new_cell(view, rule, wipe_source=True)
+                size = decryptor.update_into(value, plain)
+                decryptor.finalize()
+                pad = plain[size - 1] if size else 0
+                # PKCS#7: the last `pad` bytes all equal `pad`. count() reads in place (no slice copy).
+                padded = 1 <= pad <= _AES_BLOCK and plain.count(pad, size - pad, size) == pad
+                if size != len(value) or not padded:
+                    raise ProviderError(self._failure(backend, key, "bad padding in encrypted secret"))
+                view = memoryview(plain)[: size - pad]
+                try:
+                    return _new_cell(view, rule, wipe_source=True)
+                finally:
+                    view.release()
             finally:
-                view.release()
+                plain[:] = bytes(len(plain))  # same length: overwritten in place, never reallocated
+                del decryptor
         finally:
-            plain[:] = bytes(len(plain))  # same length: overwritten in place, never reallocated
+            # The session's AES key opens `value`: neither stays in a traceback's locals.
+            session = value = None
 
     def _guarded(self, call: Callable[[], T], backend: str, key: str) -> T:
         """Runs a keyring backend call, turning its failures into our errors.
 
         Backend failures (keyring, Secret Service, D-Bus, socket) become
-        `ProviderUnavailableError` naming the backend, the key and the
-        failure's own message. Nothing is chained: a backend's exception may
-        itself be chained to one that holds the value (a KeyringError raised
-        from a UnicodeDecodeError, whose `.object` is the raw secret), and its
-        traceback keeps the backend's frames, locals included, alive. Any
-        other exception may carry the value in its text or attributes, so it
-        is named by type only. Both are raised outside the handler.
+        `ProviderUnavailableError`, any other exception `ProviderError`,
+        naming the backend, the key, the failure's type and a generic reason
+        (`_reason`): never the failure's own text, in which a backend may
+        have put anything, the value included. Nothing is chained: a
+        backend's exception may itself be chained to one that holds the
+        value (a KeyringError raised from a UnicodeDecodeError, whose
+        `.object` is the raw secret), and its traceback keeps the backend's
+        frames, locals included, alive. Raised outside the handler.
         """
         failures = _backend_failures()
         try:
             return call()
         except failures as exc:
-            error: ProviderError = ProviderUnavailableError(
-                self._failure(backend, key, f"{type(exc).__name__}: {exc}")
-            )
+            error: ProviderError = ProviderUnavailableError(self._failure(backend, key, _reason(exc)))
         except Exception as exc:
-            error = ProviderError(
-                self._failure(
-                    backend, key, f"{type(exc).__name__} (details withheld: they may hold the value)"
-                )
-            )
+            error = ProviderError(self._failure(backend, key, _reason(exc)))
         raise error
 
     def _failure(self, backend: str, key: str, what: str) -> str:
@@ -240,13 +256,16 @@ def _encrypted_secret(backend: Any, collection: Any, session: Any, service: str,
 
 
 def _new_cell(data: Buffer | str, rule: Policy, *, wipe_source: bool = False) -> CypherCell:
-    return CypherCell(
-        data,
-        volatile=rule.volatile,
-        ttl_sec=rule.ttl_sec,
-        protection=rule.protection,
-        wipe_source=wipe_source,
-    )
+    try:
+        return CypherCell(
+            data,
+            volatile=rule.volatile,
+            ttl_sec=rule.ttl_sec,
+            protection=rule.protection,
+            wipe_source=wipe_source,
+        )
+    finally:
+        data = ""  # a failure's traceback keeps this frame: it must not hold the value
 
 
 def _backend_name(backend: object) -> str:
@@ -266,6 +285,38 @@ def _is_secret_service(backend: object) -> bool:
     except ImportError:
         return False
     return type(backend) is SecretService
+
+
+#: Generic reasons for the failures keyring backends raise, most specific
+#: first, looked up by class name so that no optional package is imported.
+_REASONS = (
+    ("NoKeyringError", "no keyring backend is available"),
+    ("KeyringLocked", "the keyring is locked"),
+    ("LockedException", "the keyring is locked"),
+    ("PromptDismissedException", "the unlock prompt was dismissed"),
+    ("InitError", "the backend could not be initialised"),
+    ("SecretServiceNotAvailableException", "no Secret Service is running on the session bus"),
+    ("ItemNotFoundException", "the keyring item vanished while being read"),
+    ("DBusErrorResponse", "the D-Bus service returned an error"),
+    ("UnicodeDecodeError", "the stored value is not text"),
+    ("KeyringError", "the backend reported an error"),
+    ("SecretStorageException", "the Secret Service reported an error"),
+)
+
+
+def _reason(exc: BaseException) -> str:
+    """The failure's type and a generic reason, never its text: a backend
+    may put anything in an error's message, the value included. An OS
+    error is named by its errno, which is a number chosen by the kernel."""
+    kind = type(exc).__name__
+    classes = {cls.__name__ for cls in type(exc).__mro__}
+    if isinstance(exc, OSError) and isinstance(exc.errno, int):
+        code = errno.errorcode.get(exc.errno, str(exc.errno))
+        return f"{kind}: {code} ({os.strerror(exc.errno)})"
+    for name, reason in _REASONS:
+        if name in classes:
+            return f"{kind}: {reason}"
+    return f"{kind} (its message is withheld: it may hold the value)"
 
 
 def _backend_failures() -> tuple[type[Exception], ...]:

@@ -1,12 +1,18 @@
 """`SecretsDir`: one file per secret, as Docker (``/run/secrets``),
 Kubernetes secret volumes and systemd credentials
 (``$CREDENTIALS_DIRECTORY``) provide them. Each file is read by Rust
-straight into its cell."""
+straight into its cell.
+
+The directory is opened once per listing or load; each file is opened
+relative to it by the kernel in one step (``openat2`` with
+``RESOLVE_BENEATH``; on kernels without it, component by component with
+``O_NOFOLLOW``), and every check is made on the opened descriptor: nothing
+can be swapped between a check and the read.
+"""
 
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
@@ -16,13 +22,19 @@ from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_err
 
 DEFAULT_MAX_SIZE = 1 << 20
 
+# O_NONBLOCK: should the path name a FIFO, the open must not wait for a writer
+# (O_DIRECTORY refuses it anyway, before opening).
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NONBLOCK
+
 
 class SecretsDir(Provider):
     """`path` defaults to ``$CREDENTIALS_DIRECTORY`` when set, else
     ``/run/secrets``. File names are the keys; hidden names (Kubernetes'
     ``..data`` bookkeeping) are skipped. One trailing newline is stripped.
-    Symlinks that resolve outside the directory and files over `max_size`
-    bytes are refused. A missing directory is an error unless `optional`."""
+    Symlinks are followed while they stay inside the directory (Kubernetes'
+    ``key -> ..data/key``); one leading outside it, or by an absolute path,
+    is refused, as are anything but regular files and files over `max_size`
+    bytes. A missing directory is an error unless `optional`."""
 
     kind = "secrets-dir"
 
@@ -35,6 +47,9 @@ class SecretsDir(Provider):
     ) -> None:
         if path is None:
             path = os.environ.get("CREDENTIALS_DIRECTORY") or "/run/secrets"
+        path = os.fspath(path)
+        if not isinstance(path, str) or "\0" in path:
+            raise ValueError(f"SecretsDir(path=...) must be a path without NUL characters, got {path!r}")
         if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 0:
             raise ValueError(f"SecretsDir(max_size=...) must be a size in bytes, got {max_size!r}")
         self._path = Path(path)
@@ -44,53 +59,72 @@ class SecretsDir(Provider):
     def describe(self) -> str:
         return f"secrets-dir {self._path}"
 
-    def _root(self) -> Path | None:
+    def _open(self) -> int | None:
+        """The directory, opened; None if it is missing and optional."""
         try:
-            st = self._path.stat()
+            return os.open(self._path, _DIR_FLAGS)
         except FileNotFoundError:
             if self._optional:
                 return None
             raise ProviderUnavailableError(f"secrets-dir {self._path}: no such directory") from None
+        except NotADirectoryError:
+            raise ProviderError(f"secrets-dir {self._path}: not a directory") from None
         except OSError as exc:
-            raise ProviderError(f"secrets-dir {self._path}: cannot read: {exc.strerror}") from None
-        if not stat.S_ISDIR(st.st_mode):
-            raise ProviderError(f"secrets-dir {self._path}: not a directory")
-        return self._path.resolve()
+            raise ProviderError(f"secrets-dir {self._path}: cannot open: {exc.strerror}") from None
 
     def offered_keys(self) -> Collection[str] | None:
-        root = self._root()
-        if root is None:
+        fd = self._open()
+        if fd is None:
             return []
         try:
-            names = sorted(os.listdir(root))
+            with os.scandir(fd) as entries:
+                return sorted(e.name for e in entries if not e.name.startswith(".") and not _is_dir(e))
         except OSError as exc:
             raise ProviderError(f"secrets-dir {self._path}: cannot list: {exc.strerror}") from None
-        return [n for n in names if not n.startswith(".") and not (root / n).is_dir()]
+        finally:
+            os.close(fd)
 
     def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
-        root = self._root()
-        if root is None:
+        fd = self._open()
+        if fd is None:
             return {}
         loaded: dict[str, Loaded] = {}
-        with wiped_on_error(loaded):
-            for key in keys:
-                if not key or "/" in key or key.startswith(".") or "\0" in key:
-                    continue  # not a plain file name in this directory
-                place = root / key
-                if not place.exists() and not place.is_symlink():
-                    continue
-                real = place.resolve()
-                if real.parent != root and root not in real.parents:
-                    raise ProviderError(
-                        f"secrets-dir {self._path}: {key} is a symlink leading outside the directory; refused"
+        try:
+            with wiped_on_error(loaded):
+                for key in keys:
+                    if not key or "/" in key or key.startswith(".") or "\0" in key:
+                        continue  # not a plain file name in this directory
+                    try:
+                        name = os.fsencode(key)
+                    except UnicodeEncodeError:
+                        continue  # no file can have this name
+                    p = policy(key)
+                    cell = _native.read_file_cell_at(
+                        fd,
+                        name,
+                        label=_printable(f"secrets-dir {self._path}: {key}"),
+                        max_size=self._max_size,
+                        volatile=p.volatile,
+                        ttl_sec=p.ttl_sec,
+                        protection=p.protection,
                     )
-                p = policy(key)
-                cell = _native.read_file_cell(
-                    str(real),
-                    max_size=self._max_size,
-                    volatile=p.volatile,
-                    ttl_sec=p.ttl_sec,
-                    protection=p.protection,
-                )
-                loaded[key] = Loaded(cell, f"secrets-dir {place}")
+                    if cell is not None:
+                        loaded[key] = Loaded(cell, _printable(f"secrets-dir {self._path / key}"))
+        finally:
+            os.close(fd)
         return loaded
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    """A subdirectory (not a key); what cannot be told is listed, and its
+    load names the problem (a symlink loop, say)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _printable(text: str) -> str:
+    """`text` with the bytes of a file name that is not UTF-8 (decoded by
+    Python as lone surrogates) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

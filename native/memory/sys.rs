@@ -460,3 +460,92 @@ fn writable_ranges() -> Vec<(usize, usize)> {
         })
         .collect()
 }
+
+// ---------------------------------------------------------------------------
+// Opening a file beneath a directory (SecretsDir). Not memory calls: they
+// are here because this is the one module allowed `unsafe`. The resolution
+// rules live in `sources.rs`; these are the bare system calls.
+// ---------------------------------------------------------------------------
+
+/// `struct open_how` of openat2(2), laid out as the kernel reads it (libc's
+/// own is `non_exhaustive`, so it cannot be built outside that crate).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+fn owned_fd(rc: libc::c_long, call: &'static str) -> SysResult<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if rc < 0 {
+        return Err(SysError::last(call));
+    }
+    let fd = std::os::fd::RawFd::try_from(rc).map_err(|_| SysError {
+        call,
+        errno: libc::EBADF,
+    })?;
+    // SAFETY: the kernel just returned this descriptor to us and nothing else
+    // owns it; the OwnedFd closes it exactly once.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(dir, name, {flags, resolve: RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS})`:
+/// the kernel resolves `name`, symlinks included, and fails with `EXDEV`
+/// at any step that would leave `dir` (an absolute symlink, `..` above it).
+/// `ENOSYS` (before Linux 5.6) or `EPERM` (a seccomp filter) mean the call
+/// is not available.
+pub fn openat2_beneath(
+    dir: std::os::fd::RawFd,
+    name: &std::ffi::CStr,
+    flags: libc::c_int,
+) -> SysResult<std::os::fd::OwnedFd> {
+    let how = OpenHow {
+        flags: u64::from(flags.unsigned_abs()),
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `name` is NUL-terminated and `how` is a live open_how of the
+    // size passed; the kernel reads both and writes nothing. A bad `dir`
+    // only makes the call fail (EBADF).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir,
+            name.as_ptr(),
+            std::ptr::addr_of!(how),
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    owned_fd(rc, "openat2")
+}
+
+/// `openat(dir, name, flags)`: `name` is resolved by the kernel's usual rules
+/// (the caller passes `O_NOFOLLOW` and one component at a time).
+pub fn openat(
+    dir: std::os::fd::RawFd,
+    name: &std::ffi::CStr,
+    flags: libc::c_int,
+) -> SysResult<std::os::fd::OwnedFd> {
+    // SAFETY: `name` is NUL-terminated; no mode is read without O_CREAT.
+    let rc = unsafe { libc::openat(dir, name.as_ptr(), flags) };
+    owned_fd(libc::c_long::from(rc), "openat")
+}
+
+/// `readlinkat(dir, name)`: the symlink's target, or `EINVAL` when `name`
+/// is not a symlink.
+pub fn readlinkat(dir: std::os::fd::RawFd, name: &std::ffi::CStr) -> SysResult<Vec<u8>> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).map_err(|_| SysError::last("readlinkat"))?;
+    if n >= buf.len() {
+        // Possibly cut short: a target this long cannot be a path anyway.
+        return Err(SysError {
+            call: "readlinkat",
+            errno: libc::ENAMETOOLONG,
+        });
+    }
+    buf.truncate(n);
+    Ok(buf)
+}
