@@ -201,7 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     run: Command = args.run
-    return run(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # Ctrl-C, during a FIFO's read say: no traceback
+        print(f"cypher-cell {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

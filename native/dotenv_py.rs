@@ -7,9 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -24,6 +26,8 @@ use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
 const PIPE_CHUNK: usize = 64 << 10;
+/// How often a wait for a FIFO's writer runs Python's signal handlers.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
 /// The file's bytes and the values built from them, all in locked memory.
 struct Buffers {
@@ -137,11 +141,66 @@ fn too_large(shown: &str, size: Option<u64>, max: usize) -> Error {
     ))
 }
 
-fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
+/// Runs Python's signal handlers (a Ctrl-C raises `KeyboardInterrupt`
+/// here). Called without the GIL: it takes it for the call.
+fn check_signals() -> Result<(), Error> {
+    Python::attach(|py| py.check_signals()).map_err(Error::Python)
+}
+
+/// One `read(2)`. A signal interrupts a read that waits (a FIFO's writer
+/// holding it open without writing): CPython's handlers are installed
+/// without `SA_RESTART`, so the call returns `EINTR`; then Python's
+/// handlers run, and an exception they raise ends the read.
+fn read_some(mut file: &File, into: &mut [u8], shown: &str) -> Result<usize, Error> {
     loop {
         match file.read(into) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            done => return done,
+            Err(e) if e.kind() == ErrorKind::Interrupted => check_signals()?,
+            Err(e) => {
+                return Err(Error::Provider(format!(
+                    "env-file {shown}: cannot read: {e}"
+                )))
+            }
+            Ok(n) => return Ok(n),
+        }
+    }
+}
+
+fn open_for_reading(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Opens `path`. A FIFO's open blocks until a writer opens it, as for
+/// python-dotenv (`<(sops -d .env)`), and std's `open` retries `EINTR`
+/// itself, so no signal could end that wait: it is done on a thread of its
+/// own while this one runs Python's signal handlers every `SIGNAL_POLL`. If
+/// they raise, that thread is left waiting; it closes the FIFO and ends as
+/// soon as a writer comes. Anything else is opened here at once.
+fn open_file(path: &Path, shown: &str) -> Result<File, Error> {
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if !fifo {
+        return open_for_reading(path).map_err(|e| open_error(path, shown, &e));
+    }
+    let (sender, receiver) = mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("cypher_cell-fifo-open".into())
+        .spawn(move || {
+            // Nobody receives once the caller gave up: the file then drops.
+            let _ = sender.send(open_for_reading(&owned));
+        })
+        .map_err(|e| Error::Provider(format!("env-file {shown}: cannot open: {e}")))?;
+    loop {
+        match receiver.recv_timeout(SIGNAL_POLL) {
+            Ok(opened) => return opened.map_err(|e| open_error(path, shown, &e)),
+            Err(RecvTimeoutError::Timeout) => check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Provider(format!(
+                    "env-file {shown}: cannot open: the opening thread ended"
+                )))
+            }
         }
     }
 }
@@ -151,11 +210,7 @@ fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
 /// size is not known in advance or that grow while being read.
 fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
     // Blocking open: python-dotenv reads FIFOs too (`<(sops -d .env)`).
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| open_error(path, shown, &e))?;
+    let file = open_file(path, shown)?;
     let meta = file
         .metadata()
         .map_err(|e| Error::Provider(format!("env-file {shown}: cannot stat: {e}")))?;
@@ -188,9 +243,7 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
             bigger.fill(|to| buf.with_bytes(|from| to[..len].copy_from_slice(&from[..len])));
             buf = bigger;
         }
-        let n = buf
-            .fill(|to| read_some(&file, &mut to[len..]))
-            .map_err(|e| Error::Provider(format!("env-file {shown}: cannot read: {e}")))?;
+        let n = buf.fill(|to| read_some(&file, &mut to[len..], shown))?;
         if n == 0 {
             break;
         }

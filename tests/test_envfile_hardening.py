@@ -1,6 +1,7 @@
 """Issue 7, the `.env` parser and `cypher-cell check`: what an unquoted
 multi-line value (a PEM key) may never become, NUL bytes, `${...}` growth,
-references inside values, and what `check` leaves in memory.
+references inside values, Ctrl-C during a FIFO read, and what `check`
+leaves in memory.
 
 Real keys are generated here (RSA-2048, EC, Ed25519; PKCS#8, traditional,
 encrypted with headers, OpenSSH; a certificate chain). A body line of a key
@@ -15,9 +16,12 @@ import functools
 import hashlib
 import io
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -294,6 +298,87 @@ def test_keys_without_a_value_are_listed_by_line_only_in_json(tmp_path: Path) ->
         {"key": None, "line": 2, "has_value": False},
         {"key": "B", "line": 3, "has_value": True},
     ]
+
+
+# ---------------------------------------------------------- Ctrl-C, FIFOs
+
+FIFO_CHILD = """
+import signal, sys
+from cypher_cell._native import DotenvFile
+print("ready", flush=True)
+try:
+    DotenvFile(sys.argv[1])
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(3)
+sys.exit(0)
+"""
+
+
+def _wait_for_open(pid: int, path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")):
+                return
+        time.sleep(0.05)
+    raise AssertionError("the child never opened the FIFO")
+
+
+def _interrupt(fifo: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    child = subprocess.Popen(
+        list(argv) or [sys.executable, "-c", FIFO_CHILD, str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        if argv:  # the command line: wait until it has the FIFO open
+            _wait_for_open(child.pid, fifo)
+        else:
+            assert child.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # into the blocking call
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=5)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def test_ctrl_c_interrupts_a_fifo_read_that_waits_for_data(tmp_path: Path) -> None:
+    """A writer holds the FIFO open and never writes: the read blocks."""
+    fifo = tmp_path / "pipe.env"
+    os.mkfifo(fifo, 0o600)
+    writer = os.open(fifo, os.O_RDWR)  # a writer that never writes or closes
+    try:
+        r = _interrupt(fifo)
+    finally:
+        os.close(writer)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "interrupted" in r.stdout
+
+
+def test_ctrl_c_interrupts_a_fifo_open_that_waits_for_a_writer(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.env"
+    os.mkfifo(fifo, 0o600)
+    r = _interrupt(fifo)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert "interrupted" in r.stdout
+
+
+def test_ctrl_c_ends_check_on_a_fifo_without_a_traceback(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.env"
+    os.mkfifo(fifo, 0o600)
+    writer = os.open(fifo, os.O_RDWR)
+    try:
+        r = _interrupt(fifo, sys.executable, "-m", "cypher_cell", "check", str(fifo))
+    finally:
+        os.close(writer)
+    assert r.returncode == 130, r.stderr[-2000:]
+    assert r.stderr == "cypher-cell check: interrupted\n"
 
 
 # ---------------------------------------------------------- smaller items
