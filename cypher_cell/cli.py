@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import stat
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,7 +17,7 @@ from cypher_cell._native import DotenvFile
 from cypher_cell.errors import CypherCellError
 from cypher_cell.loader import load_secrets
 from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir
-from cypher_cell.providers.envfile import is_plain_name
+from cypher_cell.providers.envfile import NOT_A_KEY, NUL, loose_permissions
 from cypher_cell.store import SecretStore
 
 Command = Callable[[argparse.Namespace], int]
@@ -44,33 +43,36 @@ def _add_doctor(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def check_env_file(path: str) -> tuple[list[dict[str, object]], list[str]]:
     """The keys a .env file defines (name, line, whether it has a value) and
-    its problems, each as ``file:line: what``. Never reads a value out."""
+    its problems, each as ``file:line: what``. Never reads a value out, nor
+    the text of a line that is not a key `EnvFile` would load (a line
+    without '=', or that may belong to an unquoted multi-line value): that
+    line is listed with the name None, and never becomes a Python str."""
     with DotenvFile(path) as env:
-        names = env.keys()
+        outline = env.outline()
+        # A line that is not a key is listed by line only, like a bare line.
         keys: list[dict[str, object]] = [
-            {"key": k, "line": env.line(k), "has_value": env.has_value(k)} for k in names
+            {"key": name, "line": line, "has_value": name is not None} for name, line, _ in outline
         ]
         problems = [f"{path}:{line}: {what}" for line, what in env.problems()]
-        for k in keys:
-            if k["has_value"] and not is_plain_name(str(k["key"])):
-                k["has_value"] = False  # listed by line only, like a bare line
-                problems.append(f"{path}:{k['line']}: the key is not a plain name; quote multi-line values")
+        hidden = [line for name, line, valued in outline if valued and name is None]
+        problems += [f"{path}:{line}: {NOT_A_KEY}" for line in hidden]
+        if env.nul_line is not None:
+            problems.append(f"{path}:{env.nul_line}: {NUL}")
         for key, lines in env.duplicates():
-            if not is_plain_name(key):
-                continue
             earlier = ", ".join(str(n) for n in lines[:-1])
             problems.append(
                 f"{path}:{lines[-1]}: {key} is defined again (also line {earlier}); the last wins"
             )
         for key, line, ref in env.undefined_references():
-            if not is_plain_name(key):
-                continue
-            problems.append(
-                f"{path}:{line}: {key} refers to ${{{ref}}}, defined neither in the file nor the environment"
+            what = (
+                "an undefined ${...} (not shown: it is part of a longer value, which may be a secret)"
+                if ref is None
+                else f"${{{ref}}}, defined neither in the file nor the environment"
             )
-        mode = env.mode
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        problems.append(f"{path}: readable by group or others (mode {stat.S_IMODE(mode):04o}); chmod 600 it")
+            problems.append(f"{path}:{line}: {key} refers to {what}")
+        loose = loose_permissions(env.mode)
+    if loose is not None:
+        problems.append(f"{path}: {loose}")
     problems.sort(key=_line_of)
     return keys, problems
 
@@ -91,8 +93,8 @@ def _run_check(args: argparse.Namespace) -> int:
             json.dumps({"file": args.file, "keys": keys, "problems": problems, "ok": not problems}, indent=2)
         )
         return 1 if problems else 0
-    named = [k for k in keys if k["has_value"]]
-    bare = [k for k in keys if not k["has_value"]]
+    named = [k for k in keys if k["key"] is not None]
+    bare = [k for k in keys if k["key"] is None]
     print(f"{args.file}: {len(named)} keys")
     width = max((len(str(k["key"])) for k in named), default=3)
     for k in named:
@@ -199,7 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
     run: Command = args.run
-    return run(args)
+    try:
+        return run(args)
+    except KeyboardInterrupt:  # Ctrl-C, during a FIFO's read say: no traceback
+        print(f"cypher-cell {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -32,7 +32,15 @@
 //! python-dotenv is quadratic (its interpolation copies every value read so
 //! far, and the environment, for each value); here each byte is visited a
 //! bounded number of times and a reference is one hash lookup.
+//!
+//! One deliberate difference: a value that opens PEM armour
+//! (`KEY=-----BEGIN PRIVATE KEY-----`) without quotes is cut at the end of
+//! its line by python-dotenv, which then reads the key's body lines as keys
+//! of their own (`MIIEv...`, `...AB==`). Here the statement and the lines of
+//! the armour are one skipped statement ([`Problem::UnquotedPem`]): no body
+//! line becomes a key, and the key is not given its truncated value.
 
+use std::borrow::Cow;
 use std::hash::{BuildHasher, RandomState};
 
 use hashbrown::hash_table::Entry;
@@ -69,37 +77,29 @@ pub fn normalize_newlines(buf: &mut [u8]) -> usize {
     write
 }
 
-/// The text cannot be parsed at all. Lines are 1-based.
+/// The text is not UTF-8 (python-dotenv fails on the whole file too), first
+/// at this line (1-based).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InputError {
-    NotUtf8 { line: usize },
-    Nul { line: usize },
+pub struct NotUtf8 {
+    pub line: usize,
 }
 
-/// Checks that `bytes` are UTF-8 without NUL bytes (python-dotenv accepts
-/// NULs, but no environment variable can hold one, so they are refused as
-/// a sign of a binary file) and returns them as text.
-pub fn check_text(bytes: &[u8]) -> Result<&str, InputError> {
-    let nul = bytes.iter().position(|&b| b == 0);
-    match std::str::from_utf8(bytes) {
-        Ok(text) => match nul {
-            None => Ok(text),
-            Some(at) => Err(InputError::Nul {
-                line: line_of(bytes, at),
-            }),
-        },
-        Err(e) => {
-            let bad = e.valid_up_to();
-            Err(match nul {
-                Some(at) if at < bad => InputError::Nul {
-                    line: line_of(bytes, at),
-                },
-                _ => InputError::NotUtf8 {
-                    line: line_of(bytes, bad),
-                },
-            })
-        }
-    }
+/// Returns `bytes` as text if they are UTF-8. NUL bytes are text here, as
+/// for python-dotenv (see [`first_nul_line`]).
+pub fn check_text(bytes: &[u8]) -> Result<&str, NotUtf8> {
+    std::str::from_utf8(bytes).map_err(|e| NotUtf8 {
+        line: line_of(bytes, e.valid_up_to()),
+    })
+}
+
+/// The first line with a NUL byte: python-dotenv reads it as a character
+/// (in a comment, a key or a value alike), but it is more often the sign of
+/// a binary file, and no environment variable can hold one.
+pub fn first_nul_line(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .iter()
+        .position(|&b| b == 0)
+        .map(|at| line_of(bytes, at))
 }
 
 fn line_of(bytes: &[u8], at: usize) -> usize {
@@ -178,11 +178,24 @@ pub enum Problem {
     UnclosedValue(Quote),
     TextAfterKey,
     TextAfterValue,
+    /// A value (or a line) opening PEM armour whose lines follow unquoted,
+    /// up to this line (see [`Parser::pem_block_end`]).
+    UnquotedPem {
+        last: usize,
+    },
 }
 
 impl Problem {
-    pub fn message(self) -> &'static str {
-        match self {
+    pub fn message(self) -> Cow<'static, str> {
+        let fixed = match self {
+            Problem::UnquotedPem { last } => {
+                return format!(
+                    "a PEM block (-----BEGIN ...) written without quotes, up to line {last}: \
+                     skipped whole (none of its lines is a key, and its key does not get the \
+                     first line alone as a value); put the value in double quotes"
+                )
+                .into()
+            }
             Problem::NoKeyBeforeEquals => "no key before '='",
             Problem::ExportWithoutKey => "'export' is not followed by a key",
             Problem::UnclosedQuotedKey => "the single-quoted key has no closing quote",
@@ -195,7 +208,8 @@ impl Problem {
             Problem::TextAfterValue => {
                 "unexpected text after the closing quote (expected a comment or the end of the line)"
             }
-        }
+        };
+        fixed.into()
     }
 }
 
@@ -278,6 +292,20 @@ impl Parsed {
     /// The position of a key in `keys`.
     pub fn position(&self, name: &str) -> Option<usize> {
         self.index.get(name, |k| self.name(k))
+    }
+
+    /// Whether the key at `position` is one a file means to define, and so
+    /// may be loaded and its name shown: it has a value (a line without
+    /// `=` is as often a line of an unquoted multi-line value), a plain
+    /// name ([`is_plain_name`]), and is not what the last line of base64
+    /// parses as ([`could_be_base64_tail`]).
+    pub fn is_key(&self, text: &str, position: usize) -> bool {
+        let key = &self.keys[position];
+        let name = self.name(position);
+        match &self.bindings[key.last].value {
+            Some(value) => is_plain_name(name) && !could_be_base64_tail(name, value, text),
+            None => false,
+        }
     }
 
     fn bind(&mut self, name: &str, line: usize, value: Option<RawValue>) {
@@ -510,6 +538,76 @@ impl<'a> Parser<'a> {
         };
         (value, end)
     }
+
+    /// Where the lines of a PEM block end, from `pos`, the start of the line
+    /// after the one that opened it; and the last of those lines (None if
+    /// no line after the opening one belongs to it). The block takes the
+    /// lines that can be inside armour ([`pem_body_line`]) up to and
+    /// including an `-----END ...` line; after that, blank lines then
+    /// another `-----BEGIN ...` line (a bundle of certificates) go on.
+    /// It stops before the first line that cannot be part of it, so a
+    /// truncated block (no `-----END`) does not swallow the keys after it.
+    fn pem_block_end(&mut self, mut pos: usize) -> (usize, Option<usize>) {
+        let (mut end, mut last) = (pos, None);
+        let mut inside = true;
+        while pos < self.bytes.len() {
+            let line_end = self.line_end(pos);
+            let next = (line_end + 1).min(self.bytes.len());
+            let line = self.text[pos..line_end].trim_matches(is_space);
+            let taken = if line.starts_with(PEM_BEGIN) {
+                inside = true;
+                true
+            } else if inside && line.starts_with(PEM_END) {
+                inside = false;
+                true
+            } else if line.is_empty() {
+                // Looked past; part of the block only if more of it follows.
+                pos = next;
+                continue;
+            } else {
+                inside && pem_body_line(line)
+            };
+            if !taken {
+                break;
+            }
+            last = Some(self.line_at(pos));
+            end = next;
+            pos = next;
+        }
+        (end, last)
+    }
+}
+
+/// The first line of PEM armour (RFC 7468), and of its last.
+const PEM_BEGIN: &str = "-----BEGIN ";
+const PEM_END: &str = "-----END ";
+
+/// Whether a value as written opens PEM armour that it does not close.
+fn opens_pem(raw: &str) -> bool {
+    raw.starts_with(PEM_BEGIN) && !raw.contains(PEM_END)
+}
+
+/// A line (trimmed) that can stand inside PEM armour: base64, with at most
+/// two `=` of padding (OpenPGP's checksum line starts with one), or an
+/// RFC 1421 header (`Proc-Type: 4,ENCRYPTED`). A `KEY=value` line cannot
+/// be either unless its value is empty or `=`.
+fn pem_body_line(line: &str) -> bool {
+    let is_b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    let bytes = line.as_bytes();
+    let core = bytes.strip_prefix(b"=").unwrap_or(bytes);
+    let data = core.iter().take_while(|&&c| is_b64(c)).count();
+    let padding = &core[data..];
+    if data > 0 && padding.len() <= 2 && padding.iter().all(|&c| c == b'=') {
+        return true;
+    }
+    match line.split_once(':') {
+        Some((name, rest)) => {
+            name.starts_with(|c: char| c.is_ascii_alphabetic())
+                && name.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && (rest.is_empty() || rest.starts_with(is_blank))
+        }
+        None => false,
+    }
 }
 
 /// Statements `parse` makes room for before it starts.
@@ -560,7 +658,29 @@ pub fn parse(text: &str) -> Parsed {
             return parsed;
         }
         let line = parser.line_at(pos);
+        if text[pos..].starts_with(PEM_BEGIN) {
+            // Armour with no key before it: python-dotenv skips this line
+            // (text after the "key") and reads the body lines as keys.
+            let after = (parser.line_end(pos) + 1).min(text.len());
+            let (end, last) = parser.pem_block_end(after);
+            let last = last.unwrap_or(line);
+            parsed.skipped.push(Skipped {
+                line,
+                problem: Problem::UnquotedPem { last },
+            });
+            pos = end;
+            continue;
+        }
         match parser.statement(pos) {
+            Ok((Some((_, Some(value))), next)) if opens_pem(&text[value.span.clone()]) => {
+                let (end, last) = parser.pem_block_end(next);
+                let last = last.unwrap_or_else(|| parser.line_at(value.span.end));
+                parsed.skipped.push(Skipped {
+                    line,
+                    problem: Problem::UnquotedPem { last },
+                });
+                pos = end;
+            }
             Ok((binding, next)) => {
                 if let Some((key, value)) = binding {
                     parsed.bind(&text[key], line, value);
@@ -714,9 +834,10 @@ enum Piece {
 }
 
 /// A `${NAME}` without a default that neither the file (before it) nor the
-/// environment defines. `name` is None when it is not an identifier
-/// (`[A-Za-z_][A-Za-z0-9_]*`): such a `${...}` is more likely a piece of a
-/// secret than a reference, and is not repeated.
+/// environment defines. `name` is None unless it is an identifier
+/// (`[A-Za-z_][A-Za-z0-9_]*`) in a value made of references alone
+/// (`${A}`, `${A}${B}`): in any other value a `${...}` may as well be a
+/// piece of a secret (`Xk9${q7Zp2LmW}v!`), and is not repeated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Undefined {
     pub binding: usize,
@@ -762,12 +883,44 @@ fn is_identifier(name: &str) -> bool {
 
 /// What a key's name looks like: ASCII letters, digits, `_`, `.` and `-`,
 /// not starting with a digit, `.` or `-`. A line of base64 key material
-/// mostly does not (it has `+`, `/` or `=`, or starts with a digit); an
+/// often does not (it has `+`, `/` or `=`, or starts with a digit); an
 /// unquoted multi-line value's lines parse as keys, and names are shown.
 pub fn is_plain_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
         && chars.all(|c| matches!(c, '_' | '.' | '-') || c.is_ascii_alphanumeric())
+}
+
+/// Whether `NAME=value` could be the last line of a base64 block (with no
+/// PEM armour around it to tell): base64 ends in `=` padding, so such a line
+/// parses as `NAME==` (the value `=`) or `NAME=` (an empty value), `NAME`
+/// being base64 letters and digits. Two `=` are taken for padding whatever
+/// the name; one, only under a name that mixes lower case, upper case and
+/// digits as random base64 does and names seldom do. A quoted empty value
+/// (`NAME=''`) is never taken for padding.
+pub fn could_be_base64_tail(name: &str, value: &RawValue, text: &str) -> bool {
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'+' || c == b'/';
+    if value.quote != Quote::Unquoted || name.is_empty() || !name.bytes().all(b64) {
+        return false;
+    }
+    let has = |class: fn(&u8) -> bool| name.as_bytes().iter().any(class);
+    match &text[value.span.clone()] {
+        "=" => true,
+        "" => has(u8::is_ascii_lowercase) && has(u8::is_ascii_uppercase) && has(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// The most that `${...}` expansion may build, in bytes, for a text of
+/// `text_len` bytes read with `max_size`: 1024 times the text (a value
+/// referred to hundreds of times is ordinary), at least `max_size`, and no
+/// more than 1 GiB unless `max_size` is larger. A bound against exponential
+/// growth (`A1=${A0}${A0}`, `A2=${A1}${A1}`, ...), which python-dotenv does
+/// not have.
+pub fn expansion_limit(text_len: usize, max_size: usize) -> usize {
+    const FACTOR: usize = 1024;
+    const CEILING: usize = 1 << 30;
+    text_len.saturating_mul(FACTOR).min(CEILING).max(max_size)
 }
 
 /// Plans the final values with python-dotenv's rules for `dotenv_values()`
@@ -800,6 +953,13 @@ pub fn resolve(
         if interpolate && value.windows(2).any(|w| w == b"${") {
             let mut refs = Vec::new();
             references(value, |r| refs.push(r));
+            let mut tiled = 0;
+            for r in &refs {
+                if r.whole.start == tiled {
+                    tiled = r.whole.end;
+                }
+            }
+            let only_references = tiled == value.len();
             let mut cursor = 0;
             for r in refs {
                 built = true;
@@ -834,7 +994,7 @@ pub fn resolve(
                 } else {
                     res.undefined.push(Undefined {
                         binding: index,
-                        name: is_identifier(name).then(|| name.to_owned()),
+                        name: (only_references && is_identifier(name)).then(|| name.to_owned()),
                     });
                 }
             }
@@ -962,20 +1122,18 @@ mod tests {
 
     #[test]
     fn input_checks_name_the_line() {
-        assert_eq!(
-            check_text(b"A=1\nB=\xff\n"),
-            Err(InputError::NotUtf8 { line: 2 })
-        );
-        assert_eq!(
-            check_text(b"A=1\n\nB=\x00"),
-            Err(InputError::Nul { line: 3 })
-        );
-        assert_eq!(check_text(b"\x00\n\xff"), Err(InputError::Nul { line: 1 }));
-        assert_eq!(
-            check_text(b"\xed\xa0\x80"),
-            Err(InputError::NotUtf8 { line: 1 })
-        );
+        assert_eq!(check_text(b"A=1\nB=\xff\n"), Err(NotUtf8 { line: 2 }));
+        assert_eq!(check_text(b"\x00\n\xff"), Err(NotUtf8 { line: 2 }));
+        assert_eq!(check_text(b"\xed\xa0\x80"), Err(NotUtf8 { line: 1 }));
         assert!(check_text("ключ=значение".as_bytes()).is_ok());
+        // NUL is text, as for python-dotenv; its first line is told apart.
+        assert!(check_text(b"A=1\n\nB=\x00").is_ok());
+        assert_eq!(first_nul_line(b"A=1\n\nB=\x00\n\x00"), Some(3));
+        assert_eq!(first_nul_line(b"A=1\n"), None);
+        assert_eq!(
+            values("# c\x00\nA=x\x00y\nB\x00=1"),
+            vec![("A".into(), 2, v("x\0y")), ("B\0".into(), 3, v("1"))]
+        );
     }
 
     #[test]
@@ -1267,5 +1425,214 @@ mod tests {
             resolve(&src, &parsed, true, usize::MAX, &mut env).unwrap();
             assert!(start.elapsed() < std::time::Duration::from_secs(2));
         }
+    }
+
+    /// The keys of `src` that `Parsed::is_key` accepts, and its problems.
+    fn keys_and_problems(src: &str) -> (Vec<String>, Vec<(usize, Problem)>) {
+        let parsed = parse(src);
+        let keys = (0..parsed.keys.len())
+            .filter(|&k| parsed.is_key(src, k))
+            .map(|k| parsed.name(k).to_string())
+            .collect();
+        let problems = parsed.skipped.iter().map(|s| (s.line, s.problem)).collect();
+        (keys, problems)
+    }
+
+    const BODY: &str = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n\
+                        q+Zx/3Yb0Lw8SfNu2Kp1Rt4VmEo9HcJ6iDgA5zXyWnTeQsMUlrPBaF\n\
+                        RkcJ9xUxK8mBd7Qw3TzXa1vLmN0pQrStUvWxYz==\n";
+
+    #[test]
+    fn an_unquoted_pem_is_one_skipped_statement_up_to_its_end_line() {
+        let src = format!(
+            "A=1\nTLS_KEY=-----BEGIN PRIVATE KEY-----\n{BODY}-----END PRIVATE KEY-----\nB=2\n"
+        );
+        let parsed = parse(&src);
+        // No line of it is a key, not even the one that opened it.
+        let names: Vec<_> = (0..parsed.keys.len()).map(|k| parsed.name(k)).collect();
+        assert_eq!(names, ["A", "B"]);
+        assert_eq!(
+            keys_and_problems(&src).1,
+            vec![(2, Problem::UnquotedPem { last: 6 })]
+        );
+        assert_eq!(values(&src)[1], ("B".into(), 7, v("2")));
+        assert!(!Problem::UnquotedPem { last: 6 }
+            .message()
+            .contains("PRIVATE"));
+    }
+
+    #[test]
+    fn pem_blocks_in_every_shape() {
+        let end = "-----END PRIVATE KEY-----";
+        /// A file, the keys `is_key` accepts, the problems.
+        type Case = (String, Vec<&'static str>, Vec<(usize, Problem)>);
+        let cases: Vec<Case> = vec![
+            // No -----END: the block stops at the first line that cannot
+            // be in armour, and what follows is read again.
+            (
+                format!("K=-----BEGIN PRIVATE KEY-----\n{BODY}C=3\nD\n"),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 4 })],
+            ),
+            // A truncated value alone: the opening line only.
+            (
+                "K=-----BEGIN X-----\nC=3\n".into(),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 1 })],
+            ),
+            // Armour with no key: python-dotenv skips that line as a
+            // statement and reads the body as keys.
+            (
+                format!("K=\n  -----BEGIN PRIVATE KEY-----\n{BODY}{end}\nC=3"),
+                vec!["K", "C"],
+                vec![(2, Problem::UnquotedPem { last: 6 })],
+            ),
+            // RFC 1421 headers and a blank line; export; a comment after.
+            (
+                format!(
+                    "export K=-----BEGIN RSA PRIVATE KEY----- # c\nProc-Type: 4,ENCRYPTED\n\
+                     DEK-Info: AES-256-CBC,B12707EF\n\n{BODY}-----END RSA PRIVATE KEY-----\nC=3\n"
+                ),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 8 })],
+            ),
+            // A bundle: blank lines, then the next certificate goes on.
+            (
+                format!(
+                    "CA=-----BEGIN CERTIFICATE-----\n{BODY}-----END CERTIFICATE-----\n\n\
+                     -----BEGIN CERTIFICATE-----\n{BODY}-----END CERTIFICATE-----\n\nC=3\n"
+                ),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 11 })],
+            ),
+            // OpenPGP: headers, a blank line, the body, a '=' checksum.
+            (
+                format!(
+                    "G=-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: x 1\n\n{BODY}=Zx9a\n\
+                     -----END PGP PRIVATE KEY BLOCK-----\nC=3\n"
+                ),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 8 })],
+            ),
+            // Quoted and whole, or complete on one line: a value like any.
+            (
+                format!("K=\"-----BEGIN PRIVATE KEY-----\n{BODY}{end}\"\nC=3\n"),
+                vec!["K", "C"],
+                vec![],
+            ),
+            (
+                format!("K=-----BEGIN X----- abc {end}\nC=3\n"),
+                vec!["K", "C"],
+                vec![],
+            ),
+            // Quoted but cut after the first line: still a broken value.
+            (
+                format!("K='-----BEGIN PRIVATE KEY-----'\n{BODY}{end}\nC=3\n"),
+                vec!["C"],
+                vec![(1, Problem::UnquotedPem { last: 5 })],
+            ),
+            // Not armour: no space after BEGIN, or not at the start.
+            (
+                "K=-----BEGIN-----\nC=3\nD=x-----BEGIN X-----\n".into(),
+                vec!["K", "C", "D"],
+                vec![],
+            ),
+        ];
+        for (src, keys, problems) in cases {
+            let (got_keys, got_problems) = keys_and_problems(&src);
+            assert_eq!(got_keys, keys, "{src:?}");
+            assert_eq!(got_problems, problems, "{src:?}");
+        }
+    }
+
+    #[test]
+    fn lines_that_can_be_inside_armour() {
+        for line in [
+            "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7",
+            "q+Z/3Yb0",
+            "AQAB",
+            "Aw==",
+            "Kx9=",
+            "=Zx9a",
+            "Proc-Type: 4,ENCRYPTED",
+            "DEK-Info: AES-128-CBC,5A",
+            "Comment:",
+            "KEY=",
+            "KEY==",
+        ] {
+            assert!(pem_body_line(line), "{line:?}");
+        }
+        for line in [
+            "A=1",
+            "DB_URL=postgres://x",
+            "export A=1",
+            "A===",
+            "==",
+            "=",
+            "A_B",
+            "a.b",
+            "-----END X-----",
+            "Key:value",
+            "1x: y",
+            "A B",
+        ] {
+            assert!(!pem_body_line(line), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_last_line_of_base64_is_not_a_key() {
+        let (keys, problems) = keys_and_problems(
+            "A=1\nRkcJ9xUxK8mBd7Qw3TzXa1vLmN0pQrStUvWxYz==\nAw==\nZm9vYmFy1Q=\n\
+             EMPTY=\nDEBUG=\nlogLevel=\nnode2=''\nx+y/z==\nBARE\nT=${A}\nV===\n",
+        );
+        // `V===` is V with the value "==": not padding.
+        assert_eq!(keys, ["A", "EMPTY", "DEBUG", "logLevel", "node2", "T", "V"]);
+        assert!(problems.is_empty(), "none of these is a statement error");
+        // Blanks around the value change nothing; quotes do.
+        let (keys, _) = keys_and_problems("W= = \nX='='\nY=\"\"\n");
+        assert_eq!(keys, ["X", "Y"]);
+    }
+
+    #[test]
+    fn expansion_is_capped_in_proportion_to_the_text() {
+        assert_eq!(expansion_limit(100, 64 << 20), 64 << 20);
+        assert_eq!(expansion_limit(108_000, 64 << 20), 108_000 * 1024);
+        assert_eq!(expansion_limit(64 << 20, 64 << 20), 1 << 30);
+        assert_eq!(expansion_limit(usize::MAX, 2 << 30), 2 << 30);
+        // 700 references to a 100 KB value: 70 MB, under the cap.
+        let mut src = format!("BIG={}\n", "v".repeat(100_000));
+        for i in 0..700 {
+            src.push_str(&format!("R{i}=${{BIG}}\n"));
+        }
+        let parsed = parse(&src);
+        let mut env = |_: &str| None;
+        let limit = expansion_limit(src.len(), 64 << 20);
+        let res = resolve(&src, &parsed, true, limit, &mut env).ok().unwrap();
+        assert_eq!(res.built_len, 70_000_000);
+    }
+
+    #[test]
+    fn undefined_names_are_given_only_for_values_of_references_alone() {
+        let text = "A=Xk9${q7Zp2LmW}v!\nB=${NOPE}\nC=${X}${Y:-d}${Z}\nD= ${W}\nE=${V}x";
+        let parsed = parse(text);
+        let mut env = |_: &str| None;
+        let res = resolve(text, &parsed, true, usize::MAX, &mut env).unwrap();
+        let names: Vec<_> = res
+            .undefined
+            .iter()
+            .map(|u| (u.binding, u.name.as_deref()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                (0, None),
+                (1, Some("NOPE")),
+                (2, Some("X")),
+                (2, Some("Z")),
+                (3, Some("W")),
+                (4, None)
+            ]
+        );
     }
 }

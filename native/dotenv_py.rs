@@ -7,9 +7,11 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::ops::Range;
 use std::os::unix::ffi::OsStringExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use pyo3::exceptions::PyKeyError;
 use pyo3::prelude::*;
@@ -17,16 +19,15 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use zeroize::Zeroizing;
 
 use crate::bindings::{type_name, CellOptions, CypherCell};
-use crate::dotenv::{self, InputError, KeyIndex, Located};
+use crate::dotenv::{self, KeyIndex, Located};
 use crate::errors::{describe_io, lock_message, Error};
 use crate::loaded::Loaded;
 use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
 const PIPE_CHUNK: usize = 64 << 10;
-/// Stands for a `${...}` name that is not an identifier (see `Undefined`).
-const REDACTED: &str = "[REDACTED]";
-const GROWN: &str = "values grow over max_size once ${...} references are expanded";
+/// How often a wait for a FIFO's writer runs Python's signal handlers.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
 /// The file's bytes and the values built from them, all in locked memory.
 struct Buffers {
@@ -60,13 +61,20 @@ struct KeyInfo {
     /// The line whose value wins (the last binding).
     line: usize,
     value: Option<Located>,
+    /// A key the file means to define (`dotenv::Parsed::is_key`): the only
+    /// kind that is loaded, and whose name is handed to Python by anything
+    /// but `keys()`.
+    is_key: bool,
 }
 
-/// A `.env` file read into locked memory. `keys()`, `line()`,
+/// A `.env` file read into locked memory. `outline()`, `line()`,
 /// `has_value()`, `problems()`, `duplicates()` and
-/// `undefined_references()` tell what it holds without any value;
-/// `cell(key)` copies one value into a new `CypherCell`. `close()` (also
-/// on drop) zeroes and frees the bytes; the names and lines stay readable.
+/// `undefined_references()` tell what it holds without any value or any
+/// text that is not a key's name; `keys()` gives every name as
+/// python-dotenv reads it, lines of unquoted values included (for
+/// comparisons: never print them). `cell(key)` copies one value into a new
+/// `CypherCell`. `close()` (also on drop) zeroes and frees the bytes; the
+/// names and lines stay readable.
 #[pyclass(frozen, module = "cypher_cell._native")]
 pub struct DotenvFile {
     path: String,
@@ -75,9 +83,12 @@ pub struct DotenvFile {
     names: Zeroizing<String>,
     keys: Vec<KeyInfo>,
     index: KeyIndex,
-    problems: Vec<(usize, &'static str)>,
+    problems: Vec<(usize, String)>,
+    nul_line: Option<usize>,
+    /// Of keys (`KeyInfo::is_key`) only.
     duplicates: Vec<(Box<str>, Vec<usize>)>,
-    undefined: Vec<(Box<str>, usize, String)>,
+    /// Of keys only; the name is None where it is not shown.
+    undefined: Vec<(Box<str>, usize, Option<String>)>,
     generation: u64,
     buffers: Mutex<Option<Buffers>>,
 }
@@ -130,11 +141,66 @@ fn too_large(shown: &str, size: Option<u64>, max: usize) -> Error {
     ))
 }
 
-fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
+/// Runs Python's signal handlers (a Ctrl-C raises `KeyboardInterrupt`
+/// here). Called without the GIL: it takes it for the call.
+fn check_signals() -> Result<(), Error> {
+    Python::attach(|py| py.check_signals()).map_err(Error::Python)
+}
+
+/// One `read(2)`. A signal interrupts a read that waits (a FIFO's writer
+/// holding it open without writing): CPython's handlers are installed
+/// without `SA_RESTART`, so the call returns `EINTR`; then Python's
+/// handlers run, and an exception they raise ends the read.
+fn read_some(mut file: &File, into: &mut [u8], shown: &str) -> Result<usize, Error> {
     loop {
         match file.read(into) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            done => return done,
+            Err(e) if e.kind() == ErrorKind::Interrupted => check_signals()?,
+            Err(e) => {
+                return Err(Error::Provider(format!(
+                    "env-file {shown}: cannot read: {e}"
+                )))
+            }
+            Ok(n) => return Ok(n),
+        }
+    }
+}
+
+fn open_for_reading(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(path)
+}
+
+/// Opens `path`. A FIFO's open blocks until a writer opens it, as for
+/// python-dotenv (`<(sops -d .env)`), and std's `open` retries `EINTR`
+/// itself, so no signal could end that wait: it is done on a thread of its
+/// own while this one runs Python's signal handlers every `SIGNAL_POLL`. If
+/// they raise, that thread is left waiting; it closes the FIFO and ends as
+/// soon as a writer comes. Anything else is opened here at once.
+fn open_file(path: &Path, shown: &str) -> Result<File, Error> {
+    let fifo = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo());
+    if !fifo {
+        return open_for_reading(path).map_err(|e| open_error(path, shown, &e));
+    }
+    let (sender, receiver) = mpsc::channel();
+    let owned = path.to_path_buf();
+    std::thread::Builder::new()
+        .name("cypher_cell-fifo-open".into())
+        .spawn(move || {
+            // Nobody receives once the caller gave up: the file then drops.
+            let _ = sender.send(open_for_reading(&owned));
+        })
+        .map_err(|e| Error::Provider(format!("env-file {shown}: cannot open: {e}")))?;
+    loop {
+        match receiver.recv_timeout(SIGNAL_POLL) {
+            Ok(opened) => return opened.map_err(|e| open_error(path, shown, &e)),
+            Err(RecvTimeoutError::Timeout) => check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Provider(format!(
+                    "env-file {shown}: cannot open: the opening thread ended"
+                )))
+            }
         }
     }
 }
@@ -144,11 +210,7 @@ fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
 /// size is not known in advance or that grow while being read.
 fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
     // Blocking open: python-dotenv reads FIFOs too (`<(sops -d .env)`).
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| open_error(path, shown, &e))?;
+    let file = open_file(path, shown)?;
     let meta = file
         .metadata()
         .map_err(|e| Error::Provider(format!("env-file {shown}: cannot stat: {e}")))?;
@@ -181,9 +243,7 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
             bigger.fill(|to| buf.with_bytes(|from| to[..len].copy_from_slice(&from[..len])));
             buf = bigger;
         }
-        let n = buf
-            .fill(|to| read_some(&file, &mut to[len..]))
-            .map_err(|e| Error::Provider(format!("env-file {shown}: cannot read: {e}")))?;
+        let n = buf.fill(|to| read_some(&file, &mut to[len..], shown))?;
         if n == 0 {
             break;
         }
@@ -276,20 +336,25 @@ impl DotenvFile {
         // The environment is read with the GIL held, so no Python thread
         // changes it (os.putenv) meanwhile.
         let parsed = buf.with_bytes(|bytes| {
-            let text = dotenv::check_text(&bytes[text.clone()]).map_err(|e| match e {
-                InputError::NotUtf8 { line } => syntax(&shown, line, "not valid UTF-8"),
-                InputError::Nul { line } => syntax(
-                    &shown,
-                    line,
-                    "a NUL byte (is this a binary file?); no environment variable can hold one",
-                ),
-            })?;
+            let text = dotenv::check_text(&bytes[text.clone()])
+                .map_err(|e| syntax(&shown, e.line, "not valid UTF-8"))?;
+            let nul_line = dotenv::first_nul_line(text.as_bytes());
             let parsed = dotenv::parse(text);
+            let is_key: Vec<bool> = (0..parsed.keys.len())
+                .map(|k| parsed.is_key(text, k))
+                .collect();
             let mut env = env_value;
-            let res = dotenv::resolve(text, &parsed, interpolate, max, &mut env).map_err(|t| {
-                let line = parsed.bindings[t.binding].line;
-                syntax(&shown, line, &format!("{GROWN} ({max} bytes)"))
-            })?;
+            let limit = dotenv::expansion_limit(text.len(), max);
+            let res =
+                dotenv::resolve(text, &parsed, interpolate, limit, &mut env).map_err(|t| {
+                    let line = parsed.bindings[t.binding].line;
+                    let what = format!(
+                    "values would grow over {limit} bytes once ${{...}} references are expanded \
+                     (the cap: 1024 times the file's size, at least max_size, at most 1 GiB \
+                     unless max_size is more)"
+                );
+                    syntax(&shown, line, &what)
+                })?;
             let built = if res.built_len > 0 {
                 let (built, d) = allocate(res.built_len, requested)?;
                 degraded = d;
@@ -300,39 +365,43 @@ impl DotenvFile {
             };
             // `res` (and the environment values it read) is dropped, zeroed,
             // when this closure returns.
-            Ok::<_, Error>((parsed, res.values, res.undefined, built))
+            Ok::<_, Error>((parsed, is_key, nul_line, res.values, res.undefined, built))
         });
-        let (parsed, values, undefined, built) = parsed?;
+        let (parsed, is_key, nul_line, values, undefined, built) = parsed?;
         if let Some(cause) = &degraded {
             warn_unlocked(py, &shown, cause)?;
         }
         let bindings = &parsed.bindings;
+        // Only keys' names are copied out of the zeroed names buffer.
         let duplicates = parsed
             .duplicates()
             .into_iter()
+            .filter(|&(k, _)| is_key[k])
             .map(|(k, lines)| (parsed.name(k).into(), lines))
             .collect();
         let undefined = undefined
             .into_iter()
+            .filter(|u| is_key[bindings[u.binding].key])
             .map(|u| {
                 let b = &bindings[u.binding];
-                let name = u.name.unwrap_or_else(|| REDACTED.into());
-                (parsed.name(b.key).into(), b.line, name)
+                (parsed.name(b.key).into(), b.line, u.name)
             })
             .collect();
         let problems = parsed
             .skipped
             .iter()
-            .map(|s| (s.line, s.problem.message()))
+            .map(|s| (s.line, s.problem.message().into_owned()))
             .collect();
         // The names move, not copied.
         let keys = parsed
             .keys
             .into_iter()
-            .map(|k| KeyInfo {
+            .zip(is_key)
+            .map(|(k, is_key)| KeyInfo {
                 name: k.name,
                 line: bindings[k.last].line,
                 value: values[k.last].clone(),
+                is_key,
             })
             .collect();
         Ok(DotenvFile {
@@ -342,6 +411,7 @@ impl DotenvFile {
             index: parsed.index,
             names: parsed.names,
             problems,
+            nul_line,
             duplicates,
             undefined,
             generation: fork_generation(),
@@ -361,11 +431,9 @@ impl DotenvFile {
         &self.names[key.name.clone()]
     }
 
-    /// The value `load` gives for a key: one it has, under a plain name.
+    /// The value `load` gives for a key: one it has, if it is a key.
     fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a Located> {
-        key.value
-            .as_ref()
-            .filter(|_| dotenv::is_plain_name(self.name(key)))
+        key.value.as_ref().filter(|_| key.is_key)
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Buffers>> {
@@ -475,9 +543,30 @@ impl DotenvFile {
     }
 
     /// Every key, once, in the order of first appearance (duplicates keep
-    /// their first position and take their last value, as a Python dict).
+    /// their first position and take their last value, as a Python dict),
+    /// as python-dotenv reads them: a "key" may be a line of an unquoted
+    /// multi-line value. For comparisons; never print these.
     fn keys(&self) -> Vec<&str> {
         self.keys.iter().map(|k| self.name(k)).collect()
+    }
+
+    /// `(name, line, has_value)` for every key in the order of `keys()`,
+    /// the name None unless it is one that `load` gives (a value, a plain
+    /// name, not a line of base64): the others are lines that may belong to
+    /// an unquoted multi-line value, told by their line alone. No text of
+    /// such a line becomes a Python object.
+    fn outline(&self) -> Vec<(Option<&str>, usize, bool)> {
+        self.keys
+            .iter()
+            .map(|k| (k.is_key.then(|| self.name(k)), k.line, k.value.is_some()))
+            .collect()
+    }
+
+    /// The first line with a NUL byte, if any. python-dotenv reads NUL as a
+    /// character (so does this parser); `EnvFile(strict=True)` refuses it.
+    #[getter]
+    fn nul_line(&self) -> Option<usize> {
+        self.nul_line
     }
 
     /// The line of the binding whose value the key has (the last one).
@@ -506,10 +595,11 @@ impl DotenvFile {
         self.make_cell(py, at, options)
     }
 
-    /// What `load` can give: every key that has a value and a plain name
-    /// (`is_plain_name`), in the order of `keys()`; and the lines of the keys
-    /// that have a value but not a plain name (never loaded: such a "key" is
-    /// more likely a line of an unquoted multi-line value).
+    /// What `load` can give: every key that has a value, a plain name
+    /// (`is_plain_name`) and is not what a line of base64 parses as, in the
+    /// order of `keys()`; and the lines of the keys that have a value but
+    /// are not such keys (never loaded: such a "key" is more likely a line
+    /// of an unquoted multi-line value).
     fn loadable<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyTuple>, Vec<usize>)> {
         let mut plain = Vec::with_capacity(self.keys.len());
         let mut odd = Vec::new();
@@ -591,12 +681,17 @@ impl DotenvFile {
     }
 
     /// `(line, message)` for each statement that was skipped, as
-    /// python-dotenv skips (and logs) it. Messages never quote the file.
-    fn problems(&self) -> Vec<(usize, &'static str)> {
-        self.problems.clone()
+    /// python-dotenv skips (and logs) it, and for each unquoted PEM block.
+    /// Messages never quote the file.
+    fn problems(&self) -> Vec<(usize, &str)> {
+        self.problems
+            .iter()
+            .map(|(line, what)| (*line, what.as_str()))
+            .collect()
     }
 
-    /// `(key, lines)` for each key bound more than once.
+    /// `(key, lines)` for each key bound more than once (keys that `load`
+    /// gives only; see `outline()`).
     fn duplicates(&self) -> Vec<(&str, Vec<usize>)> {
         self.duplicates
             .iter()
@@ -606,12 +701,13 @@ impl DotenvFile {
 
     /// `(key, line, name)` for each `${name}` without a default that
     /// neither the file (before it) nor the environment defines; it expands
-    /// to nothing. A name that is not an identifier is given as
-    /// `"[REDACTED]"`: such a `${...}` is more likely part of a secret.
-    fn undefined_references(&self) -> Vec<(&str, usize, &str)> {
+    /// to nothing. Keys that `load` gives only. The name is None unless it
+    /// is an identifier in a value made of references alone: in any other
+    /// value a `${...}` may as well be part of a secret.
+    fn undefined_references(&self) -> Vec<(&str, usize, Option<&str>)> {
         self.undefined
             .iter()
-            .map(|(k, line, name)| (&**k, *line, name.as_str()))
+            .map(|(k, line, name)| (&**k, *line, name.as_deref()))
             .collect()
     }
 

@@ -154,5 +154,5 @@ def test_check_never_prints_a_base64_line_that_parses_as_a_key(tmp_path: Path) -
     r = cli("check", str(path))
     assert r.returncode == 1
     assert last.rstrip("=") not in r.stdout + r.stderr
-    assert f"{path}:3: the key is not a plain name" in r.stdout
+    assert f"{path}:1: a PEM block (-----BEGIN ...) written without quotes, up to line 4" in r.stdout
     assert "line    5  OK" in r.stdout

@@ -25,7 +25,15 @@ from cypher_cell.errors import (
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
 
-__all__ = ["EnvFile", "is_plain_name"]
+__all__ = ["EnvFile", "is_plain_name", "loose_permissions"]
+
+#: A line whose key is not loaded and whose text is never shown.
+NOT_A_KEY = (
+    "the key is not a plain name, or looks like a line of base64 (not shown: it may be a line of "
+    "an unquoted multi-line value, such as a PEM key); quote multi-line values"
+)
+#: python-dotenv reads a NUL byte as a character; no environment variable can hold one.
+NUL = "a NUL byte (is this a binary file?); no environment variable can hold one"
 
 PermissionsMode = Literal["warn", "error", "ignore"]
 _PERMISSIONS = ("warn", "error", "ignore")
@@ -40,9 +48,11 @@ class EnvFile(Provider):
     then the process environment, then the default). ``os.environ`` is never
     written.
 
-    - `strict`: a statement python-dotenv cannot parse raises
-      `DotenvSyntaxError` naming the file and line (True), or is skipped
-      with a `DotenvSyntaxWarning` as python-dotenv skips it (False).
+    - `strict`: a statement python-dotenv cannot parse, a PEM block written
+      without quotes, a key that may be a line of one, or a NUL byte raises
+      `DotenvSyntaxError` naming the file and line (True); with False the
+      statement is skipped with a `DotenvSyntaxWarning` as python-dotenv
+      skips it (a NUL byte is read as python-dotenv reads it, with a warning).
     - `permissions`: a file readable by group or others gets a
       `FilePermissionWarning` ("warn"), a `ProviderError` ("error") or
       nothing ("ignore").
@@ -140,6 +150,7 @@ class EnvFile(Provider):
         file = DotenvFile(self._path, encoding=self._encoding, interpolate=self._interpolate)
         try:
             self._check_permissions(file.mode)
+            self._check_nul(file.nul_line)
             self._check_problems(file)
             plain, odd = file.loadable()
             self._check_names(odd)
@@ -151,25 +162,31 @@ class EnvFile(Provider):
         return file
 
     def _check_names(self, lines: Iterable[int]) -> None:
-        """Keys that are not plain names are not loaded: the last line of an
-        unquoted multi-line value (base64 ending in '=' padding) parses as
-        ``KEY=``, and a key's name is shown everywhere. Named by line only."""
+        """Keys that are not plain names, or that look like the last line of
+        base64 (``KEY=`` or ``KEY==`` after '=' padding), are not loaded: a
+        line of an unquoted multi-line value parses as such a key, and a
+        key's name is shown everywhere. Named by line only."""
         for line in lines:
-            what = (
-                f"env-file {self._path}:{line}: the key is not a plain name (not shown: it may be a "
-                f"line of an unquoted multi-line value, such as a PEM key); quote multi-line values"
-            )
+            what = f"env-file {self._path}:{line}: {NOT_A_KEY}"
             if self._strict:
                 raise DotenvSyntaxError(what, path=self._path, line=line)
             _warn(f"{what}; it is not loaded", DotenvSyntaxWarning)
 
-    def _check_permissions(self, mode: int) -> None:
-        if self._permissions == "ignore" or not mode & (stat.S_IRGRP | stat.S_IROTH):
+    def _check_nul(self, line: int | None) -> None:
+        if line is None:
             return
-        message = (
-            f"env-file {self._path}: readable by group or others (mode {stat.S_IMODE(mode):04o}); "
-            f"chmod 600 it, or pass EnvFile(permissions='ignore')"
-        )
+        what = f"env-file {self._path}:{line}: {NUL}"
+        if self._strict:
+            raise DotenvSyntaxError(
+                f"{what}; EnvFile(strict=False) reads it as python-dotenv does", path=self._path, line=line
+            )
+        _warn(f"{what}; read as a character, as python-dotenv reads it", DotenvSyntaxWarning)
+
+    def _check_permissions(self, mode: int) -> None:
+        loose = loose_permissions(mode)
+        if self._permissions == "ignore" or loose is None:
+            return
+        message = f"env-file {self._path}: {loose}, or pass EnvFile(permissions='ignore')"
         if self._permissions == "error":
             raise ProviderError(message)
         _warn(message, FilePermissionWarning)
@@ -186,6 +203,14 @@ class EnvFile(Provider):
             )
         for line, what in problems:
             _warn(f"env-file {self._path}:{line}: {what}; the statement is skipped", DotenvSyntaxWarning)
+
+
+def loose_permissions(mode: int) -> str | None:
+    """What is wrong with a .env file's `st_mode`, or None: a file of
+    secrets readable by group or others (`EnvFile` and `cypher-cell check`)."""
+    if not mode & (stat.S_IRGRP | stat.S_IROTH):
+        return None
+    return f"readable by group or others (mode {stat.S_IMODE(mode):04o}); chmod 600 it"
 
 
 def _warn(message: str, category: type[Warning]) -> None:
