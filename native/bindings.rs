@@ -518,6 +518,7 @@ fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    crate::memory::export::install_fork_hook(m.py())?;
     m.add_class::<CypherCell>()?;
     m.add_class::<Exposure>()?;
     m.add_function(wrap_pyfunction!(_wipe_all, m)?)?;

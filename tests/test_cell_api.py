@@ -282,12 +282,65 @@ def test_volatile_burns_after_one_exposure() -> None:
     assert otp.wiped
 
 
-def test_derived_views_see_zeros_after_a_burn_not_freed_memory() -> None:
+RELEASED = "operation forbidden on released memoryview object"
+
+
+def test_every_view_made_inside_the_block_dies_with_it() -> None:
+    cell = CypherCell(SECRET)
+    exposure = cell.expose()
+    with exposure as view:
+        views = {
+            "slice": view[:],
+            "part": view[3:9],
+            "memoryview": memoryview(view),
+            "cast": view.cast("c"),
+            "direct": memoryview(exposure),  # a second export of the exposure
+            "nested": memoryview(view[:])[1:],
+        }
+        assert all(len(v) > 0 for v in views.values())
+    for name, kept in views.items():
+        with pytest.raises(ValueError, match=RELEASED):
+            kept.tobytes()
+        with pytest.raises(ValueError, match=RELEASED):
+            bytes(kept)
+        assert name
+    assert cell == SECRET
+
+
+@pytest.mark.parametrize("protection", ["secretmem", "locked"])
+def test_a_view_exported_again_outlives_the_block_and_is_zeroed_by_wipe(protection: str) -> None:
+    """The documented exception: a view another object holds a buffer of
+    (here a PickleBuffer; a NumPy array is another) cannot be released, so it
+    keeps reading the cell's bytes after the block; `wipe()` zeroes them in
+    place, and the memory stays mapped until that object lets go."""
+    import os
+
+    from kernel import maps, read_memory
+
+    cell = CypherCell(SECRET, protection=protection)  # type: ignore[arg-type]
+    address = cell_address(cell)
+    with cell.expose() as view:
+        held = pickle.PickleBuffer(view[:])
+    assert cell == memoryview(held)
+    cell.wipe()
+    stale = memoryview(held)
+    assert stale.tobytes() == bytes(len(SECRET))
+    assert any(address in m and m.perms.startswith("r") for m in maps()), "still mapped"
+    if protection == "locked":  # the kernel's view (secretmem is unreadable through /proc)
+        assert read_memory(os.getpid(), address, len(SECRET)) == bytes(len(SECRET))
+    stale.release()
+    del held
+
+
+def test_views_kept_past_a_burn_are_released() -> None:
     otp = CypherCell(b"492817", volatile=True)
     with otp.expose() as view:
         kept = view[:]  # a second view of the same export
-    assert kept.tobytes() == bytes(6)
-    kept.release()
+        held = pickle.PickleBuffer(view[:])
+    with pytest.raises(ValueError, match=RELEASED):
+        kept.tobytes()
+    assert memoryview(held).tobytes() == bytes(6), "burned: zeros, not freed memory"
+    del held
 
 
 def test_equality_is_by_value_and_typed() -> None:

@@ -298,8 +298,10 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Secretmem windows currently mapped, as (address, length) pairs. A forked
 /// child does not inherit them (MADV_DONTFORK), which would leave holes
 /// where a view made before the fork still points and where a new mapping
-/// could land; the fork hook fills them with PROT_NONE instead. A fixed,
-/// lock-free table, because the hook runs where no lock may be taken.
+/// could land; the fork hook fills them with read-only zero pages instead,
+/// so such a view reads zeros (as it does over wiped-on-fork anonymous
+/// memory) rather than crashing the child. A fixed, lock-free table,
+/// because the hook runs where no lock may be taken.
 const WINDOW_SLOTS: usize = 1024;
 static WINDOW_ADDR: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
 static WINDOW_LEN: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
@@ -335,13 +337,16 @@ extern "C" fn after_fork_in_child() {
         if addr != 0 && len != 0 {
             // SAFETY: the range was our secretmem window in the parent and is
             // unmapped here (MADV_DONTFORK); nothing in the child can refer
-            // to it but stale views, which now fault instead of reading
-            // whatever a later mapping would put there.
+            // to it but stale views (memoryviews made before the fork that
+            // could not be released, see export.rs), which now read zeros
+            // instead of faulting or reading whatever a later mapping would
+            // put there. Read-only, private and anonymous: the zero page,
+            // no memory used, never writable.
             unsafe {
                 libc::mmap(
                     addr as *mut libc::c_void,
                     len,
-                    libc::PROT_NONE,
+                    libc::PROT_READ,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                     -1,
                     0,
