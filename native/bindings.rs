@@ -129,8 +129,7 @@ fn warn_degraded(py: Python<'_>, cause: &AllocError) -> PyResult<()> {
         .getattr("MemoryLockWarning")?;
     let message = format!(
         "{}; protection='auto' falls back to unlocked memory, which may be written to swap. \
-         Raise the limit (ulimit -l) or pass protection='locked' to make this an error. \
-         This warning is shown once per process.",
+         Pass protection='locked' to make this an error. This warning is shown once per process.",
         lock_message(cause)
     );
     let message = std::ffi::CString::new(message).unwrap_or_default();

@@ -218,7 +218,7 @@ pub unsafe fn zero(addr: NonNull<u8>, len: usize) {
 /// `(soft, hard)`; `None` means unlimited.
 pub type Limit = (Option<u64>, Option<u64>);
 
-fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
+pub fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
