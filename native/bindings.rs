@@ -93,6 +93,30 @@ fn requested(protection: &str) -> Result<Requested, Error> {
     }
 }
 
+/// The longest time to live, in seconds (about 31,700 years): beyond any
+/// process's life and always representable as a deadline. Pass None for no
+/// limit. `cypher_cell/policy.py` checks the same bound.
+const MAX_TTL_SEC: f64 = 1e12;
+
+/// A TTL as an error message shows it, in a few characters: an int in full
+/// can run to thousands of digits. Ints below 10**15 as they are, the rest
+/// as Python writes the float they round to (as `policy.py` does).
+fn shown_ttl(ttl: &Bound<'_, PyAny>, seconds: Option<f64>) -> String {
+    if ttl.is_instance_of::<PyInt>() {
+        if let Ok(n) = ttl.extract::<i64>() {
+            if n.unsigned_abs() < 1_000_000_000_000_000 {
+                return n.to_string();
+            }
+        }
+    }
+    let Some(seconds) = seconds else {
+        return "an int too large for a float".into();
+    };
+    PyFloat::new(ttl.py(), seconds)
+        .repr()
+        .map_or_else(|_| "?".into(), |r| r.to_string())
+}
+
 fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>, Error> {
     let Some(ttl) = ttl_sec.filter(|t| !t.is_none()) else {
         return Ok(None);
@@ -105,17 +129,19 @@ fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>
             type_name(ttl)
         )));
     }
-    let seconds: f64 = ttl.extract()?;
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(Error::Value(format!(
-            "ttl_sec must be a finite number of seconds greater than 0, got {seconds}"
-        )));
+    // An int too large for a float fails to convert (OverflowError).
+    let seconds = ttl.extract::<f64>().ok();
+    let at = seconds
+        .filter(|&s| s > 0.0 && s <= MAX_TTL_SEC) // NaN fails both
+        .and_then(|s| Instant::now().checked_add(Duration::from_secs_f64(s)));
+    match (at, seconds) {
+        (Some(at), Some(seconds)) => Ok(Some((at, seconds))),
+        _ => Err(Error::Value(format!(
+            "ttl_sec must be a finite number of seconds greater than 0 and at most 1e+12 \
+             (None: no limit), got {}",
+            shown_ttl(ttl, seconds)
+        ))),
     }
-    let at = Duration::try_from_secs_f64(seconds)
-        .ok()
-        .and_then(|d| Instant::now().checked_add(d))
-        .ok_or_else(|| Error::Value(format!("ttl_sec={seconds} is too far in the future")))?;
-    Ok(Some((at, seconds)))
 }
 
 static DEGRADED_WARNED: AtomicBool = AtomicBool::new(false);

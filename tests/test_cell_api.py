@@ -75,7 +75,7 @@ def test_sizes_across_slot_classes_and_large_regions(size: int) -> None:
         ({"data": b"x", "ttl_sec": -1.5}, ValueError, "greater than 0"),
         ({"data": b"x", "ttl_sec": float("nan")}, ValueError, "finite"),
         ({"data": b"x", "ttl_sec": float("inf")}, ValueError, "finite"),
-        ({"data": b"x", "ttl_sec": 1e300}, ValueError, "too far"),
+        ({"data": b"x", "ttl_sec": 1e300}, ValueError, "at most 1e"),
         ({"data": b"x", "ttl_sec": "10"}, TypeError, "ttl_sec"),
         ({"data": b"x", "ttl_sec": True}, TypeError, "ttl_sec"),
         ({"data": b"x", "protection": "fort-knox"}, ValueError, "protection"),
@@ -406,6 +406,54 @@ def test_ttl_expires_reads() -> None:
     with pytest.raises(CellExpiredError):
         cell.reveal()
     assert cell.wiped
+
+
+BAD_TTLS = {
+    "1e308": (1e308, ValueError, "got 1e+308"),
+    "-1e308": (-1e308, ValueError, "got -1e+308"),
+    "just-over": (1e12 + 1, ValueError, "got 1000000000001.0"),
+    "int-1e20": (10**20, ValueError, "got 1e+20"),
+    "int--1e20": (-(10**20), ValueError, "got -1e+20"),
+    "int-1e400": (10**400, ValueError, "got an int too large for a float"),
+    "int-1e5000": (10**5000, ValueError, "got an int too large for a float"),  # past str()'s limit
+    "nan": (float("nan"), ValueError, "got nan"),
+    "inf": (float("inf"), ValueError, "got inf"),
+    "-inf": (float("-inf"), ValueError, "got -inf"),
+    "-5": (-5, ValueError, "got -5"),
+    "0": (0, ValueError, "got 0"),
+    "-0.0": (-0.0, ValueError, "got -0.0"),
+    "bool": (True, TypeError, "not bool"),
+    "str": ("10", TypeError, "not str"),
+    "bytes": (b"10", TypeError, "not bytes"),
+}
+
+
+@pytest.mark.parametrize(("ttl", "exc", "shown"), BAD_TTLS.values(), ids=BAD_TTLS.keys())
+def test_a_bad_ttl_gets_one_short_message_from_policy_and_cell(ttl: object, exc: type, shown: str) -> None:
+    import re
+
+    from cypher_cell import Policy
+
+    with pytest.raises(exc) as from_policy:
+        Policy(ttl_sec=ttl)  # type: ignore[arg-type]
+    with pytest.raises(exc) as from_cell:
+        CypherCell(b"x", ttl_sec=ttl)  # type: ignore[arg-type]
+    message = str(from_cell.value)
+    assert str(from_policy.value) == "Policy." + message, "the same rule and words on both sides"
+    assert message.startswith("ttl_sec must be")
+    assert shown in message
+    assert len(message) < 160
+    assert re.search(r"\d{17}", message) is None
+
+
+def test_the_largest_ttl_is_accepted_by_policy_and_cell() -> None:
+    from cypher_cell import Policy
+
+    for ttl in (1e12, 10**12, 5e-324):  # the smallest float: expired at once, but valid
+        assert Policy(ttl_sec=ttl).ttl_sec == ttl
+        cell = CypherCell(b"x", ttl_sec=ttl)
+        assert cell.ttl_sec == ttl
+        assert cell.wiped is (ttl < 1)
 
 
 def test_errors_never_carry_the_secret() -> None:
