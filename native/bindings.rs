@@ -230,6 +230,34 @@ impl CellOptions {
     }
 }
 
+/// `reveal_masked`'s `suffix_len`: an int of 0 or more. Any int counts,
+/// however large (it masks everything), and none is printed in full.
+struct SuffixLen(usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for SuffixLen {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+            return Err(Error::Type(format!(
+                "suffix_len must be an int, not {}",
+                type_name(&obj)
+            ))
+            .into());
+        }
+        match obj.extract::<i64>() {
+            Ok(n) => usize::try_from(n)
+                .map(SuffixLen)
+                .map_err(|_| Error::Value(format!("suffix_len must be 0 or more, got {n}")).into()),
+            Err(_) if obj.gt(0)? => Ok(SuffixLen(usize::MAX)),
+            Err(_) => Err(Error::Value(
+                "suffix_len must be 0 or more, got a negative int beyond 64 bits".into(),
+            )
+            .into()),
+        }
+    }
+}
+
 /// A secret held in locked, zeroizing memory. Printing it shows `[REDACTED]`.
 #[pyclass(frozen, weakref, module = "cypher_cell", name = "CypherCell")]
 pub struct CypherCell {
@@ -361,13 +389,11 @@ impl CypherCell {
 
     /// `*` for every character but the last `suffix_len`; everything is
     /// masked when `suffix_len` is not shorter than the secret.
-    #[pyo3(signature = (suffix_len = 4))]
-    fn reveal_masked(&self, suffix_len: i64) -> PyResult<String> {
-        let suffix_len = usize::try_from(suffix_len)
-            .map_err(|_| Error::Value(format!("suffix_len must be 0 or more, got {suffix_len}")))?;
+    #[pyo3(signature = (suffix_len = SuffixLen(4)), text_signature = "($self, suffix_len=4)")]
+    fn reveal_masked(&self, suffix_len: SuffixLen) -> PyResult<String> {
         Ok(self
             .cell
-            .peek(|b| mask(b, suffix_len))
+            .peek(|b| mask(b, suffix_len.0))
             .map_err(Error::from)?)
     }
 

@@ -157,6 +157,19 @@ def test_reveal_masked_rejects_negative_suffix() -> None:
         CypherCell(SECRET).reveal_masked(suffix_len=-1)
 
 
+def test_reveal_masked_takes_any_int_and_prints_none_in_full() -> None:
+    cell = CypherCell(b"abcdef")
+    for huge in (2**63, 2**64, 10**30, 10**5000):
+        assert cell.reveal_masked(huge) == "******"
+    for negative in (-(2**63) - 1, -(10**30), -(10**5000)):
+        with pytest.raises(ValueError, match="0 or more, got a negative int beyond 64 bits"):
+            cell.reveal_masked(negative)
+    for wrong in (True, 1.5, "3", None):
+        with pytest.raises(TypeError, match="suffix_len must be an int, not"):
+            cell.reveal_masked(wrong)  # type: ignore[arg-type]
+    assert cell.reveal_masked() == "**cdef"
+
+
 def test_reads_after_wipe_raise_value_error_subclass() -> None:
     cell = CypherCell(SECRET)
     cell.wipe()
