@@ -87,6 +87,7 @@ fn why(cause: &sys::SysError) -> Option<String> {
              limit on mappings (vm.max_map_count); not a memory-lock limit"
                 .into()
         }
+        ("register_window", _) => "the fork hook's table of secretmem mappings is full".into(),
         ("memfd_secret", libc::ENOSYS) => "this kernel lacks memfd_secret (CONFIG_SECRETMEM, \
              Linux 5.14+) or has it switched off (boot option secretmem.enable)"
             .into(),

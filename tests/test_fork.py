@@ -236,3 +236,34 @@ def test_every_read_of_an_inherited_cell_in_the_child_is_refused(protection: str
     # The parent's cells are untouched by the child's wipes; the TTL cell expired here.
     assert cell == SECRET
     assert volatile.reveal() == SECRET
+
+
+def test_a_stale_view_over_any_of_many_secretmem_windows_reads_zeros_in_the_child() -> None:
+    """The fork hook's table of secretmem windows once held 1,024: past that a
+    child had holes where a view that could not be released faulted. 1,100
+    large cells (a window each) fit under the default 8 MiB memory-lock limit."""
+    r = run_child(
+        """
+import pickle, signal
+cells = [CypherCell(bytes([1]) * 2000, protection="secretmem") for _ in range(1100)]
+held = []
+for cell in (cells[0], cells[-1]):
+    with cell.expose() as view:
+        held.append(pickle.PickleBuffer(view[:]))  # cannot be released
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    views = [memoryview(h) for h in held]
+    os.write(w, json.dumps([len(v) == 2000 and v.tobytes() == bytes(2000) for v in views]).encode())
+    os._exit(0)
+os.close(w)
+with os.fdopen(r) as pipe:
+    data = pipe.read()
+_, status = os.waitpid(pid, 0)
+report(zeros=json.loads(data) if data else None, status=status,
+       signal=signal.Signals(os.WTERMSIG(status)).name if os.WIFSIGNALED(status) else None)
+"""
+    )
+    assert r["signal"] is None, f"the child was killed by {r['signal']}"
+    assert r["status"] == 0
+    assert r["zeros"] == [True, True]
