@@ -163,14 +163,21 @@ with exposure as view:
         ]}
         stale = memoryview(held)
         out["held"] = [len(stale), stale.tobytes() == bytes(len(stale))]
-        out["fresh"] = CypherCell(b"child's own", protection=sys.argv[1]) == b"child's own"
-        os.write(w, json.dumps(out).encode())
-        os._exit(0)
+        stale.release()
+    else:
+        parent_reads = cell == view
+if pid == 0:
+    # The child leaves the block and exits through interpreter shutdown
+    # (atexit, finalizers) with the parent's cell, exposure and views.
+    out["fresh"] = CypherCell(b"child's own", protection=sys.argv[1]) == b"child's own"
+    out["after"] = attempt(lambda: kept[0])
+    os.write(w, json.dumps(out).encode())
     os.close(w)
-    with os.fdopen(r) as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    parent_reads = cell == view
+    sys.exit(0)
+os.close(w)
+with os.fdopen(r) as pipe:
+    data = pipe.read()
+_, status = os.waitpid(pid, 0)
 parent_after = cell == secret
 del held
 report(child=json.loads(data) if data else None, status=status,
@@ -191,7 +198,7 @@ def test_a_fork_inside_an_open_exposure_gives_the_child_errors_not_a_crash(prote
     child = r["child"]
     assert isinstance(child, dict)
     released = "ValueError: operation forbidden on released memoryview object"
-    for name in ("view", "slice", "memoryview", "cast", "direct", "bytes", "tobytes"):
+    for name in ("view", "slice", "memoryview", "cast", "direct", "bytes", "tobytes", "after"):
         assert child[name] == released, name
     assert child["held"] == [len(secret), True], "a view that cannot be released reads zeros"
     assert child["fresh"] is True
