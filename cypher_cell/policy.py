@@ -11,6 +11,25 @@ ProtectionName = Literal["auto", "secretmem", "locked", "unlocked"]
 _TIERS = ("auto", "secretmem", "locked", "unlocked")
 
 
+#: The longest time to live, in seconds (about 31,700 years): beyond any
+#: process's life and always representable as a deadline. None: no limit.
+#: The native core checks the same bound for ``CypherCell(ttl_sec=...)``.
+MAX_TTL_SEC = 1e12
+
+
+def _shown_ttl(ttl: float) -> str:
+    """A TTL as an error message shows it, in a few characters: an int in
+    full can run to thousands of digits (or refuse to print at all, past
+    ``sys.get_int_max_str_digits()``). Ints below 10**15 as they are, the
+    rest as the float they round to, as the native core shows them."""
+    if isinstance(ttl, int) and -(10**15) < ttl < 10**15:
+        return str(int(ttl))
+    try:
+        return float.__repr__(float(ttl))
+    except OverflowError:
+        return "an int too large for a float"
+
+
 class Policy:
     """``ttl_sec``: seconds until the cell is wiped (None: never);
     ``volatile``: burned by its first read; ``protection``: the tier.
@@ -35,12 +54,13 @@ class Policy:
                     f"Policy.ttl_sec must be a number of seconds or None, not {type(ttl_sec).__name__}"
                 )
             try:
-                finite = math.isfinite(ttl_sec)
+                seconds = float(ttl_sec)
             except OverflowError:  # an int too large for a float
-                finite = False
-            if not finite or ttl_sec <= 0:
+                seconds = math.nan
+            if not 0 < seconds <= MAX_TTL_SEC:  # NaN fails both
                 raise ValueError(
-                    f"Policy.ttl_sec must be a finite number of seconds greater than 0, got {ttl_sec}"
+                    "Policy.ttl_sec must be a finite number of seconds greater than 0 and at most 1e+12 "
+                    f"(None: no limit), got {_shown_ttl(ttl_sec)}"
                 )
         if not isinstance(volatile, bool):
             raise TypeError(f"Policy.volatile must be True or False, not {type(volatile).__name__}")

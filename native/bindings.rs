@@ -93,6 +93,30 @@ fn requested(protection: &str) -> Result<Requested, Error> {
     }
 }
 
+/// The longest time to live, in seconds (about 31,700 years): beyond any
+/// process's life and always representable as a deadline. Pass None for no
+/// limit. `cypher_cell/policy.py` checks the same bound.
+const MAX_TTL_SEC: f64 = 1e12;
+
+/// A TTL as an error message shows it, in a few characters: an int in full
+/// can run to thousands of digits. Ints below 10**15 as they are, the rest
+/// as Python writes the float they round to (as `policy.py` does).
+fn shown_ttl(ttl: &Bound<'_, PyAny>, seconds: Option<f64>) -> String {
+    if ttl.is_instance_of::<PyInt>() {
+        if let Ok(n) = ttl.extract::<i64>() {
+            if n.unsigned_abs() < 1_000_000_000_000_000 {
+                return n.to_string();
+            }
+        }
+    }
+    let Some(seconds) = seconds else {
+        return "an int too large for a float".into();
+    };
+    PyFloat::new(ttl.py(), seconds)
+        .repr()
+        .map_or_else(|_| "?".into(), |r| r.to_string())
+}
+
 fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>, Error> {
     let Some(ttl) = ttl_sec.filter(|t| !t.is_none()) else {
         return Ok(None);
@@ -105,17 +129,19 @@ fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>
             type_name(ttl)
         )));
     }
-    let seconds: f64 = ttl.extract()?;
-    if !seconds.is_finite() || seconds <= 0.0 {
-        return Err(Error::Value(format!(
-            "ttl_sec must be a finite number of seconds greater than 0, got {seconds}"
-        )));
+    // An int too large for a float fails to convert (OverflowError).
+    let seconds = ttl.extract::<f64>().ok();
+    let at = seconds
+        .filter(|&s| s > 0.0 && s <= MAX_TTL_SEC) // NaN fails both
+        .and_then(|s| Instant::now().checked_add(Duration::from_secs_f64(s)));
+    match (at, seconds) {
+        (Some(at), Some(seconds)) => Ok(Some((at, seconds))),
+        _ => Err(Error::Value(format!(
+            "ttl_sec must be a finite number of seconds greater than 0 and at most 1e+12 \
+             (None: no limit), got {}",
+            shown_ttl(ttl, seconds)
+        ))),
     }
-    let at = Duration::try_from_secs_f64(seconds)
-        .ok()
-        .and_then(|d| Instant::now().checked_add(d))
-        .ok_or_else(|| Error::Value(format!("ttl_sec={seconds} is too far in the future")))?;
-    Ok(Some((at, seconds)))
 }
 
 static DEGRADED_WARNED: AtomicBool = AtomicBool::new(false);
@@ -129,8 +155,7 @@ fn warn_degraded(py: Python<'_>, cause: &AllocError) -> PyResult<()> {
         .getattr("MemoryLockWarning")?;
     let message = format!(
         "{}; protection='auto' falls back to unlocked memory, which may be written to swap. \
-         Raise the limit (ulimit -l) or pass protection='locked' to make this an error. \
-         This warning is shown once per process.",
+         Pass protection='locked' to make this an error. This warning is shown once per process.",
         lock_message(cause)
     );
     let message = std::ffi::CString::new(message).unwrap_or_default();
@@ -202,6 +227,34 @@ impl CellOptions {
             cell: created.cell,
             ttl_sec: self.deadline.map(|d| d.1),
         })
+    }
+}
+
+/// `reveal_masked`'s `suffix_len`: an int of 0 or more. Any int counts,
+/// however large (it masks everything), and none is printed in full.
+struct SuffixLen(usize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for SuffixLen {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if obj.is_instance_of::<PyBool>() || !obj.is_instance_of::<PyInt>() {
+            return Err(Error::Type(format!(
+                "suffix_len must be an int, not {}",
+                type_name(&obj)
+            ))
+            .into());
+        }
+        match obj.extract::<i64>() {
+            Ok(n) => usize::try_from(n)
+                .map(SuffixLen)
+                .map_err(|_| Error::Value(format!("suffix_len must be 0 or more, got {n}")).into()),
+            Err(_) if obj.gt(0)? => Ok(SuffixLen(usize::MAX)),
+            Err(_) => Err(Error::Value(
+                "suffix_len must be 0 or more, got a negative int beyond 64 bits".into(),
+            )
+            .into()),
+        }
     }
 }
 
@@ -336,13 +389,11 @@ impl CypherCell {
 
     /// `*` for every character but the last `suffix_len`; everything is
     /// masked when `suffix_len` is not shorter than the secret.
-    #[pyo3(signature = (suffix_len = 4))]
-    fn reveal_masked(&self, suffix_len: i64) -> PyResult<String> {
-        let suffix_len = usize::try_from(suffix_len)
-            .map_err(|_| Error::Value(format!("suffix_len must be 0 or more, got {suffix_len}")))?;
+    #[pyo3(signature = (suffix_len = SuffixLen(4)), text_signature = "($self, suffix_len=4)")]
+    fn reveal_masked(&self, suffix_len: SuffixLen) -> PyResult<String> {
         Ok(self
             .cell
-            .peek(|b| mask(b, suffix_len))
+            .peek(|b| mask(b, suffix_len.0))
             .map_err(Error::from)?)
     }
 
@@ -518,6 +569,7 @@ fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    crate::memory::export::install_fork_hook(m.py())?;
     m.add_class::<CypherCell>()?;
     m.add_class::<Exposure>()?;
     m.add_function(wrap_pyfunction!(_wipe_all, m)?)?;

@@ -49,21 +49,63 @@ pub fn describe_io(e: &std::io::Error) -> String {
     }
 }
 
-pub fn describe_limit() -> String {
+/// `NAME soft S, hard H` for a resource limit, from the kernel.
+fn describe_limit(name: &str, resource: libc::__rlimit_resource_t) -> String {
     let show = |v: Option<u64>| v.map_or("unlimited".to_string(), |b| format!("{b} bytes"));
-    match sys::memlock_limit() {
-        Ok((soft, hard)) => format!("RLIMIT_MEMLOCK soft {}, hard {}", show(soft), show(hard)),
-        Err(e) => format!("RLIMIT_MEMLOCK unknown ({e})"),
+    match sys::get_rlimit(resource) {
+        Ok((soft, hard)) => format!("{name} soft {}, hard {}", show(soft), show(hard)),
+        Err(e) => format!("{name} unknown ({e})"),
     }
 }
 
+/// Why memory for a secret could not be had, told from the call that
+/// failed: only `mlock` and the secretmem mapping are charged to the
+/// memory-lock limit, and only they get its advice. `None`: the OS's word
+/// is all there is to say.
+fn why(cause: &sys::SysError) -> Option<String> {
+    let text = match (cause.call, cause.errno) {
+        ("mlock", _) | ("mmap(memfd_secret)", libc::EAGAIN) => format!(
+            "the memory-lock limit is reached ({}): raise it (ulimit -l) \
+             or run with CAP_IPC_LOCK",
+            describe_limit("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK)
+        ),
+        // The address-space reservation (data pages and guard pages).
+        ("mmap", libc::ENOMEM) => format!(
+            "the process is out of address space ({}) or has reached the \
+             system's limit on mappings (vm.max_map_count); not a memory-lock limit",
+            describe_limit("RLIMIT_AS", libc::RLIMIT_AS)
+        ),
+        // Making reserved pages writable charges them as data.
+        ("mprotect", libc::ENOMEM) => format!(
+            "the kernel refused more writable memory ({}; {}; or the system's \
+             limit on mappings, vm.max_map_count); not a memory-lock limit",
+            describe_limit("RLIMIT_DATA", libc::RLIMIT_DATA),
+            describe_limit("RLIMIT_AS", libc::RLIMIT_AS)
+        ),
+        ("mmap(memfd_secret)", libc::ENOMEM) => {
+            "the kernel is out of memory for secretmem pages or has reached the system's \
+             limit on mappings (vm.max_map_count); not a memory-lock limit"
+                .into()
+        }
+        ("register_window", _) => "the fork hook's table of secretmem mappings is full".into(),
+        ("memfd_secret", libc::ENOSYS) => "this kernel lacks memfd_secret (CONFIG_SECRETMEM, \
+             Linux 5.14+) or has it switched off (boot option secretmem.enable)"
+            .into(),
+        _ => return None,
+    };
+    Some(text)
+}
+
 pub fn lock_message(e: &AllocError) -> String {
-    format!(
-        "could not get {} memory for a secret: {} ({})",
+    let head = format!(
+        "could not get {} memory for a secret: {}",
         e.tier.name(),
-        e.cause,
-        describe_limit()
-    )
+        e.cause
+    );
+    match why(&e.cause) {
+        Some(why) => format!("{head}: {why}"),
+        None => head,
+    }
 }
 
 fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {

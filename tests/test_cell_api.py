@@ -75,7 +75,7 @@ def test_sizes_across_slot_classes_and_large_regions(size: int) -> None:
         ({"data": b"x", "ttl_sec": -1.5}, ValueError, "greater than 0"),
         ({"data": b"x", "ttl_sec": float("nan")}, ValueError, "finite"),
         ({"data": b"x", "ttl_sec": float("inf")}, ValueError, "finite"),
-        ({"data": b"x", "ttl_sec": 1e300}, ValueError, "too far"),
+        ({"data": b"x", "ttl_sec": 1e300}, ValueError, "at most 1e"),
         ({"data": b"x", "ttl_sec": "10"}, TypeError, "ttl_sec"),
         ({"data": b"x", "ttl_sec": True}, TypeError, "ttl_sec"),
         ({"data": b"x", "protection": "fort-knox"}, ValueError, "protection"),
@@ -155,6 +155,19 @@ def test_a_suffix_as_long_as_the_secret_reveals_nothing(suffix: int, shown: str)
 def test_reveal_masked_rejects_negative_suffix() -> None:
     with pytest.raises(ValueError, match="suffix_len"):
         CypherCell(SECRET).reveal_masked(suffix_len=-1)
+
+
+def test_reveal_masked_takes_any_int_and_prints_none_in_full() -> None:
+    cell = CypherCell(b"abcdef")
+    for huge in (2**63, 2**64, 10**30, 10**5000):
+        assert cell.reveal_masked(huge) == "******"
+    for negative in (-(2**63) - 1, -(10**30), -(10**5000)):
+        with pytest.raises(ValueError, match="0 or more, got a negative int beyond 64 bits"):
+            cell.reveal_masked(negative)
+    for wrong in (True, 1.5, "3", None):
+        with pytest.raises(TypeError, match="suffix_len must be an int, not"):
+            cell.reveal_masked(wrong)  # type: ignore[arg-type]
+    assert cell.reveal_masked() == "**cdef"
 
 
 def test_reads_after_wipe_raise_value_error_subclass() -> None:
@@ -282,12 +295,65 @@ def test_volatile_burns_after_one_exposure() -> None:
     assert otp.wiped
 
 
-def test_derived_views_see_zeros_after_a_burn_not_freed_memory() -> None:
+RELEASED = "operation forbidden on released memoryview object"
+
+
+def test_every_view_made_inside_the_block_dies_with_it() -> None:
+    cell = CypherCell(SECRET)
+    exposure = cell.expose()
+    with exposure as view:
+        views = {
+            "slice": view[:],
+            "part": view[3:9],
+            "memoryview": memoryview(view),
+            "cast": view.cast("c"),
+            "direct": memoryview(exposure),  # a second export of the exposure
+            "nested": memoryview(view[:])[1:],
+        }
+        assert all(len(v) > 0 for v in views.values())
+    for name, kept in views.items():
+        with pytest.raises(ValueError, match=RELEASED):
+            kept.tobytes()
+        with pytest.raises(ValueError, match=RELEASED):
+            bytes(kept)
+        assert name
+    assert cell == SECRET
+
+
+@pytest.mark.parametrize("protection", ["secretmem", "locked"])
+def test_a_view_exported_again_outlives_the_block_and_is_zeroed_by_wipe(protection: str) -> None:
+    """The documented exception: a view another object holds a buffer of
+    (here a PickleBuffer; a NumPy array is another) cannot be released, so it
+    keeps reading the cell's bytes after the block; `wipe()` zeroes them in
+    place, and the memory stays mapped until that object lets go."""
+    import os
+
+    from kernel import maps, read_memory
+
+    cell = CypherCell(SECRET, protection=protection)  # type: ignore[arg-type]
+    address = cell_address(cell)
+    with cell.expose() as view:
+        held = pickle.PickleBuffer(view[:])
+    assert cell == memoryview(held)
+    cell.wipe()
+    stale = memoryview(held)
+    assert stale.tobytes() == bytes(len(SECRET))
+    assert any(address in m and m.perms.startswith("r") for m in maps()), "still mapped"
+    if protection == "locked":  # the kernel's view (secretmem is unreadable through /proc)
+        assert read_memory(os.getpid(), address, len(SECRET)) == bytes(len(SECRET))
+    stale.release()
+    del held
+
+
+def test_views_kept_past_a_burn_are_released() -> None:
     otp = CypherCell(b"492817", volatile=True)
     with otp.expose() as view:
         kept = view[:]  # a second view of the same export
-    assert kept.tobytes() == bytes(6)
-    kept.release()
+        held = pickle.PickleBuffer(view[:])
+    with pytest.raises(ValueError, match=RELEASED):
+        kept.tobytes()
+    assert memoryview(held).tobytes() == bytes(6), "burned: zeros, not freed memory"
+    del held
 
 
 def test_equality_is_by_value_and_typed() -> None:
@@ -353,6 +419,54 @@ def test_ttl_expires_reads() -> None:
     with pytest.raises(CellExpiredError):
         cell.reveal()
     assert cell.wiped
+
+
+BAD_TTLS = {
+    "1e308": (1e308, ValueError, "got 1e+308"),
+    "-1e308": (-1e308, ValueError, "got -1e+308"),
+    "just-over": (1e12 + 1, ValueError, "got 1000000000001.0"),
+    "int-1e20": (10**20, ValueError, "got 1e+20"),
+    "int--1e20": (-(10**20), ValueError, "got -1e+20"),
+    "int-1e400": (10**400, ValueError, "got an int too large for a float"),
+    "int-1e5000": (10**5000, ValueError, "got an int too large for a float"),  # past str()'s limit
+    "nan": (float("nan"), ValueError, "got nan"),
+    "inf": (float("inf"), ValueError, "got inf"),
+    "-inf": (float("-inf"), ValueError, "got -inf"),
+    "-5": (-5, ValueError, "got -5"),
+    "0": (0, ValueError, "got 0"),
+    "-0.0": (-0.0, ValueError, "got -0.0"),
+    "bool": (True, TypeError, "not bool"),
+    "str": ("10", TypeError, "not str"),
+    "bytes": (b"10", TypeError, "not bytes"),
+}
+
+
+@pytest.mark.parametrize(("ttl", "exc", "shown"), BAD_TTLS.values(), ids=BAD_TTLS.keys())
+def test_a_bad_ttl_gets_one_short_message_from_policy_and_cell(ttl: object, exc: type, shown: str) -> None:
+    import re
+
+    from cypher_cell import Policy
+
+    with pytest.raises(exc) as from_policy:
+        Policy(ttl_sec=ttl)  # type: ignore[arg-type]
+    with pytest.raises(exc) as from_cell:
+        CypherCell(b"x", ttl_sec=ttl)  # type: ignore[arg-type]
+    message = str(from_cell.value)
+    assert str(from_policy.value) == "Policy." + message, "the same rule and words on both sides"
+    assert message.startswith("ttl_sec must be")
+    assert shown in message
+    assert len(message) < 160
+    assert re.search(r"\d{17}", message) is None
+
+
+def test_the_largest_ttl_is_accepted_by_policy_and_cell() -> None:
+    from cypher_cell import Policy
+
+    for ttl in (1e12, 10**12, 5e-324):  # the smallest float: expired at once, but valid
+        assert Policy(ttl_sec=ttl).ttl_sec == ttl
+        cell = CypherCell(b"x", ttl_sec=ttl)
+        assert cell.ttl_sec == ttl
+        assert cell.wiped is (ttl < 1)
 
 
 def test_errors_never_carry_the_secret() -> None:

@@ -115,3 +115,59 @@ report(failed_at=failed_at, intact=all(c.reveal() == bytes([i]) * 5000 for i, c 
     assert r["intact"] is True
     assert r["extra"] == "unlocked"
     assert r["n_warn"] == 1
+
+
+# Runs in a child: caps one resource a little above what the interpreter
+# already uses, then asks each tier for a 64 MiB secret, which cannot fit.
+OUT_OF_MEMORY_OF_ANOTHER_KIND = """
+import resource
+from cypher_cell import MemoryLockError
+resource_name, status_field = sys.argv[1], sys.argv[2]
+source = bytes(64 << 20)
+used = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith(status_field + ":"))
+limit = (used << 10) + (16 << 20)
+resource.setrlimit(getattr(resource, resource_name), (limit, limit))
+errors = {}
+for tier in ("secretmem", "locked", "unlocked", "auto"):
+    try:
+        errors[tier] = CypherCell(source, protection=tier).protection
+    except MemoryLockError as e:
+        errors[tier] = [e.tier, e.errno, str(e)]
+small = CypherCell(b"k" * 32, protection="locked")
+report(errors=errors, small_ok=small == b"k" * 32)
+"""
+
+
+def test_running_out_of_address_space_is_not_called_a_memory_lock_problem() -> None:
+    r = run_child(OUT_OF_MEMORY_OF_ANOTHER_KIND, "RLIMIT_AS", "VmSize")
+    errors = r["errors"]
+    assert isinstance(errors, dict)
+    for tier, err in errors.items():
+        assert isinstance(err, list), f"{tier}: a 64 MiB cell cannot fit under RLIMIT_AS"
+        _, errno, message = err
+        assert errno == 12  # ENOMEM
+        assert message.startswith(f"could not get {'unlocked' if tier == 'auto' else tier} memory")
+        assert "mmap failed" in message
+        assert "out of address space (RLIMIT_AS soft " in message
+        assert "ulimit -l" not in message
+        assert "RLIMIT_MEMLOCK" not in message
+    assert r["small_ok"] is True
+
+
+def test_refused_writable_memory_names_the_data_limit_not_the_lock_limit() -> None:
+    """Reserved pages become data when made writable (mprotect): RLIMIT_DATA
+    refuses them for the anonymous tiers; secretmem is a shared mapping, not
+    data, so `auto` still gets it."""
+    r = run_child(OUT_OF_MEMORY_OF_ANOTHER_KIND, "RLIMIT_DATA", "VmData")
+    errors = r["errors"]
+    assert isinstance(errors, dict)
+    assert errors["secretmem"] == "secretmem"
+    assert errors["auto"] == "secretmem"
+    for tier in ("locked", "unlocked"):
+        _, errno, message = errors[tier]
+        assert errno == 12
+        assert "mprotect failed" in message
+        assert "refused more writable memory (RLIMIT_DATA soft " in message
+        assert "ulimit -l" not in message
+        assert "RLIMIT_MEMLOCK" not in message
+    assert r["small_ok"] is True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 
 from cypher_cell import CellWipedError, CypherCell
 
@@ -95,3 +96,38 @@ def test_a_b_and_b_a_comparisons_in_parallel_do_not_deadlock() -> None:
     t2.join(timeout=30)
     done.set()
     assert not t1.is_alive() and not t2.is_alive()
+
+
+def test_a_block_ending_releases_its_own_views_only() -> None:
+    """Blocks of different cells open and close in six threads, each keeping
+    sub-views past its block: every kept view is released when its own block
+    ends, while views of blocks still open in other threads keep working."""
+    cells = [CypherCell(bytes([i + 1]) * 40) for i in range(6)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def churn(i: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(300):
+                with cells[i].expose() as view:
+                    kept = [view[:], memoryview(view)[1:], view.cast("c")]
+                    for _ in range(3):
+                        time.sleep(0)  # let other threads' blocks end (and scan) meanwhile
+                        assert all(k.tobytes() == bytes([i + 1]) * len(k) for k in kept)
+                for k in kept:
+                    try:
+                        k.tobytes()
+                    except ValueError:
+                        continue
+                    raise AssertionError("a view outlived its block")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+        assert not t.is_alive(), "a thread deadlocked"
+    assert errors == []

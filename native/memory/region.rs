@@ -102,7 +102,15 @@ impl Region {
         };
         region.open(lock_now)?; // on error `region` is dropped and unmapped
         if tier == Tier::Secretmem {
+            // A window the fork hook does not know would be a hole in a
+            // child, where a stale view faults: refuse it instead.
             region.window = sys::register_window(region.data(), region.data_len);
+            if region.window.is_none() {
+                return Err(SysError {
+                    call: "register_window",
+                    errno: libc::ENOMEM,
+                });
+            }
         }
         Ok(region)
     }

@@ -218,7 +218,7 @@ pub unsafe fn zero(addr: NonNull<u8>, len: usize) {
 /// `(soft, hard)`; `None` means unlimited.
 pub type Limit = (Option<u64>, Option<u64>);
 
-fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
+pub fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -298,22 +298,45 @@ static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Secretmem windows currently mapped, as (address, length) pairs. A forked
 /// child does not inherit them (MADV_DONTFORK), which would leave holes
 /// where a view made before the fork still points and where a new mapping
-/// could land; the fork hook fills them with PROT_NONE instead. A fixed,
-/// lock-free table, because the hook runs where no lock may be taken.
-const WINDOW_SLOTS: usize = 1024;
+/// could land; the fork hook fills them with read-only zero pages instead,
+/// so such a view reads zeros (as it does over wiped-on-fork anonymous
+/// memory) rather than crashing the child. A fixed, lock-free table,
+/// because the hook runs where no lock may be taken. Every window is in
+/// it: one that does not fit is refused (`register_window`). It is sized
+/// past what the kernel allows by default (each window is three mappings,
+/// vm.max_map_count is 65,530); untouched slots cost no memory, and the
+/// hook walks only up to the highest slot ever used.
+const WINDOW_SLOTS: usize = 1 << 15;
 static WINDOW_ADDR: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
 static WINDOW_LEN: [AtomicUsize; WINDOW_SLOTS] = [const { AtomicUsize::new(0) }; WINDOW_SLOTS];
+/// One past the highest slot ever used.
+static WINDOW_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// No slot below this is free (a search starts here).
+static WINDOW_FREE_FROM: AtomicUsize = AtomicUsize::new(0);
 
-/// Records a secretmem window; `None` when the table is full (the window is
-/// then not re-reserved in children: an accepted, documented limit).
+/// Records a secretmem window; `None` when the table is full, and then the
+/// window must not be used (a child would have a hole there).
 pub fn register_window(addr: NonNull<u8>, len: usize) -> Option<usize> {
     let addr = addr.as_ptr() as usize;
-    for (slot, cell) in WINDOW_ADDR.iter().enumerate() {
-        if cell
-            .compare_exchange(0, addr, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
+    let from = WINDOW_FREE_FROM.load(Ordering::SeqCst).min(WINDOW_SLOTS);
+    for slot in from..WINDOW_SLOTS {
+        let cell = &WINDOW_ADDR[slot];
+        if cell.load(Ordering::Relaxed) == 0
+            && cell
+                .compare_exchange(0, addr, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
         {
             WINDOW_LEN[slot].store(len, Ordering::SeqCst);
+            WINDOW_HIGH.fetch_max(slot + 1, Ordering::SeqCst);
+            // A slot freed during the search may stay below this until a
+            // later unregister lowers it: capacity lost for a while, never
+            // a window left out.
+            let _ = WINDOW_FREE_FROM.compare_exchange(
+                from,
+                slot + 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
             return Some(slot);
         }
     }
@@ -324,24 +347,28 @@ pub fn register_window(addr: NonNull<u8>, len: usize) -> Option<usize> {
 pub fn unregister_window(slot: usize) {
     WINDOW_LEN[slot].store(0, Ordering::SeqCst);
     WINDOW_ADDR[slot].store(0, Ordering::SeqCst);
+    WINDOW_FREE_FROM.fetch_min(slot, Ordering::SeqCst);
 }
 
 extern "C" fn after_fork_in_child() {
     // Runs in the child right after fork: atomics and raw syscalls only.
     FORK_GENERATION.fetch_add(1, Ordering::SeqCst);
-    for slot in 0..WINDOW_SLOTS {
+    for slot in 0..WINDOW_HIGH.load(Ordering::SeqCst).min(WINDOW_SLOTS) {
         let addr = WINDOW_ADDR[slot].load(Ordering::SeqCst);
         let len = WINDOW_LEN[slot].load(Ordering::SeqCst);
         if addr != 0 && len != 0 {
             // SAFETY: the range was our secretmem window in the parent and is
             // unmapped here (MADV_DONTFORK); nothing in the child can refer
-            // to it but stale views, which now fault instead of reading
-            // whatever a later mapping would put there.
+            // to it but stale views (memoryviews made before the fork that
+            // could not be released, see export.rs), which now read zeros
+            // instead of faulting or reading whatever a later mapping would
+            // put there. Read-only, private and anonymous: the zero page,
+            // no memory used, never writable.
             unsafe {
                 libc::mmap(
                     addr as *mut libc::c_void,
                     len,
-                    libc::PROT_NONE,
+                    libc::PROT_READ,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
                     -1,
                     0,
