@@ -1,13 +1,14 @@
+"""Shared test helpers are the package tests/support/ (importable as
+`support`: pyproject's `pythonpath = ["tests"]`; children started through
+support.child get the same path). Their asserts are rewritten like the tests'."""
+
 from __future__ import annotations
 
 import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
-# tests/kernel.py: helpers that read the kernel's accounts.
-sys.path.insert(0, str(Path(__file__).parent))
+pytest.register_assert_rewrite("support")
 
 #: What the tests import that `cypher_cell` itself does not need: the module,
 #: and the distribution `pip install -e '.[test]'` brings it with.

@@ -45,8 +45,9 @@ from dotenv import dotenv_values
 from dotenv.version import __version__ as DOTENV_VERSION
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from kernel import random_secret, run_child, scan_memory, secret_forms, smaps, start_child, status_kib
-from provider_contract import ProviderContract
+from support.child import run_child, start_child
+from support.procfs import random_secret, scan_memory, secret_forms, smaps, status_kib
+from support.provider_contract import ProviderContract
 
 from cypher_cell import CypherCell, DotenvSyntaxError, Policy, ProviderError, load_secrets
 from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_loaded
@@ -466,7 +467,7 @@ def test_a_files_cells_are_mapped_at_once_in_right_sized_secretmem(tmp_path: Pat
     report = run_child(
         textwrap.dedent(
             """
-        from kernel import smaps
+        from support.procfs import smaps
         from cypher_cell import load_secrets
         from cypher_cell.providers import EnvFile
         def secretmem():
@@ -477,7 +478,6 @@ def test_a_files_cells_are_mapped_at_once_in_right_sized_secretmem(tmp_path: Pat
         """
         ),
         str(path),
-        env={"PYTHONPATH": str(Path(__file__).parent)},
     )
     assert report["before"] == [] and report["keys"] == 5000
     assert report["after"] == [50 * 4096]
@@ -493,7 +493,7 @@ def test_locked_memory_returns_to_the_kernel_after_a_big_load_closes(tmp_path: P
     report = run_child(
         textwrap.dedent(
             """
-        from kernel import status_kib
+        from support.procfs import status_kib
         from cypher_cell import load_secrets
         from cypher_cell.providers import EnvFile
         before = status_kib("VmLck")
@@ -504,7 +504,6 @@ def test_locked_memory_returns_to_the_kernel_after_a_big_load_closes(tmp_path: P
         """
         ),
         str(path),
-        env={"PYTHONPATH": str(Path(__file__).parent)},
     )
     assert report["loaded"] - report["before"] >= 1024  # 20,000 cells: over 1 MiB while loaded
     assert report["closed"] - report["before"] <= 5 * 4  # a one-page spare per class at most

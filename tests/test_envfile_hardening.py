@@ -33,7 +33,8 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from dotenv import dotenv_values
-from kernel import scan_memory, start_child
+from support.child import start_child
+from support.procfs import scan_memory
 
 from cypher_cell import DotenvSyntaxError, MissingSecretsError, load_secrets
 from cypher_cell._native import DotenvFile
