@@ -1,5 +1,9 @@
 """`cypher-cell check` and `cypher-cell show`, and the main job
-(`examples/demo.py`), run as a user would: in a subprocess."""
+(`examples/demo.py`), run as a user would: in a subprocess (where only the
+printed text is looked at, `check` runs in this process).
+
+The PEM and base64 rules of `check` have many more tests in
+test_envfile_pem.py."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support.cli import run_cli
+from support.cli import run_cli, run_main
 from support.envfile import write
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,3 +139,21 @@ def test_check_never_prints_a_base64_line_that_parses_as_a_key(tmp_path: Path) -
     assert last.rstrip("=") not in r.stdout + r.stderr
     assert f"{path}:1: a PEM block (-----BEGIN ...) written without quotes, up to line 4" in r.stdout
     assert "line    5  OK" in r.stdout
+
+
+def test_check_does_not_print_a_reference_found_inside_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "DB_PASSWORD=Xk9${q7Zp2LmW}v!\nURL=${NOT_DEFINED_X}\nC='${ALSO_UNDEFINED}${AND_THIS}'\n"
+    )
+    status, out = run_main("check", str(path))
+    assert status == 1
+    leaked = "q7Zp2LmW" in out or "Xk9" in out
+    assert not leaked
+    assert f"{path}:1: DB_PASSWORD refers to an undefined ${{...}}" in out
+    # A value that is nothing but references names them: that text is a
+    # reference, not part of a secret.
+    assert f"{path}:2: URL refers to ${{NOT_DEFINED_X}}" in out
+    assert "${ALSO_UNDEFINED}" in out and "${AND_THIS}" in out
+    status, js = run_main("check", "--json", str(path))
+    leaked = "q7Zp2LmW" in js
+    assert not leaked

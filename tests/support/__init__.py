@@ -11,4 +11,5 @@
 - secret_service: a real gnome-keyring-daemon on a private D-Bus (a fixture).
 - envfile: writing `.env` files, the interpolation cases' environment, a
   FIFO writer, hypothesis' settings.
+- dotenv_oracle: python-dotenv as the oracle of the `.env` parser.
 """
