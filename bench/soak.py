@@ -45,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cypher_cell import CellExpiredError, CellWipedError, CypherCell, Policy, load_secrets
+from cypher_cell.doctor import locked_bytes, parse_proc_status
 from cypher_cell.providers import EnvFile
 
 RSS_SLACK_KIB = 2048
@@ -77,13 +78,14 @@ class Counts:
     errors: list[str] = field(default_factory=list)
 
 
-def status_kib(name: bytes) -> int:
-    """One `kB` field of /proc/self/status, as the kernel accounts it."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(name + b":"):
-                return int(line.split()[1])
-    return 0
+def status_kib() -> tuple[int, int]:
+    """VmRSS and VmLck of this process in kB, as the kernel accounts them
+    (read by the doctor's parser, the one the benchmarks share)."""
+    with open("/proc/self/status") as f:
+        status = parse_proc_status(f.read())
+    rss = status.get("VmRSS", "0 kB").split()
+    locked = locked_bytes(status)
+    return int(rss[0]), 0 if locked is None else locked // 1024
 
 
 def map_count() -> int:
@@ -95,7 +97,8 @@ def map_count() -> int:
 
 
 def sample(t0: float) -> Sample:
-    return Sample(round(time.monotonic() - t0, 2), status_kib(b"VmRSS"), status_kib(b"VmLck"), map_count())
+    rss_kib, vmlck_kib = status_kib()
+    return Sample(round(time.monotonic() - t0, 2), rss_kib, vmlck_kib, map_count())
 
 
 def one_cell(rng: random.Random, local: Counts) -> CypherCell:

@@ -1,5 +1,30 @@
-import sys
-from pathlib import Path
+"""Shared test helpers are the package tests/support/ (importable as
+`support`: pyproject's `pythonpath = ["tests"]`; children started through
+support.child get the same path). Their asserts are rewritten like the tests'."""
 
-# tests/kernel.py: helpers that read the kernel's accounts.
-sys.path.insert(0, str(Path(__file__).parent))
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+pytest.register_assert_rewrite("support")
+
+#: What the tests import that `cypher_cell` itself does not need: the module,
+#: and the distribution `pip install -e '.[test]'` brings it with.
+TEST_DEPENDENCIES = {
+    "dotenv": "python-dotenv",
+    "hypothesis": "hypothesis",
+    "keyring": "keyring",
+    "secretstorage": "secretstorage",
+    "cryptography": "cryptography",  # through secretstorage; the PEM tests generate keys with it
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without the test extra every test file would fail to import, one
+    traceback each: stop before collecting, with one line."""
+    missing = [dist for module, dist in TEST_DEPENDENCIES.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        said = f"test dependencies not installed: {', '.join(missing)}"
+        pytest.exit(f"{said}; run pip install -e '.[test]' (or make test)", pytest.ExitCode.USAGE_ERROR)

@@ -24,3 +24,15 @@ def test_cell_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:
     figures = json.loads(out.read_text())
     assert "targets" in figures
     assert "capacity" in figures
+
+
+def test_envfile_benchmark_quick_run_completes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_envfile.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "EnvFile" in result.stdout

@@ -10,7 +10,7 @@ import traceback
 import weakref
 
 import pytest
-from kernel import cell_address
+from support.procfs import cell_address
 
 from cypher_cell import CellExpiredError, CellWipedError, CypherCell, CypherCellError
 
@@ -208,7 +208,7 @@ def test_expose_gives_a_read_only_view_in_place() -> None:
 def test_expose_refuses_writable_export() -> None:
     import ctypes
 
-    from kernel import _get_buffer, _PyBuffer
+    from support.procfs import _get_buffer, _PyBuffer
 
     cell = CypherCell(SECRET)
     exposure = cell.expose()
@@ -328,7 +328,7 @@ def test_a_view_exported_again_outlives_the_block_and_is_zeroed_by_wipe(protecti
     place, and the memory stays mapped until that object lets go."""
     import os
 
-    from kernel import maps, read_memory
+    from support.procfs import maps, read_memory
 
     cell = CypherCell(SECRET, protection=protection)  # type: ignore[arg-type]
     address = cell_address(cell)

@@ -1,42 +1,27 @@
 """`cypher-cell check` and `cypher-cell show`, and the main job
-(`examples/demo.py`), run as a user would: in a subprocess."""
+(`examples/demo.py`), run as a user would: in a subprocess (where only the
+printed text is looked at, `check` runs in this process).
+
+The PEM and base64 rules of `check` have many more tests in
+test_envfile_pem.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support.cli import run_cli, run_main
+from support.envfile import write
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANTED = "PLANTED-VALUE-7f3a9c"
 
 
-def cli(
-    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cypher_cell", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def write_env(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
-    path = tmp_path / ".env"
-    path.write_text(text)
-    path.chmod(mode)
-    return path
-
-
 def test_check_lists_keys_and_lines_never_values(tmp_path: Path) -> None:
-    path = write_env(tmp_path, f"# config\nDB_PASSWORD={PLANTED}\nexport API_KEY='{PLANTED}'\nFLAG\n")
-    r = cli("check", str(path))
+    path = write(tmp_path, f"# config\nDB_PASSWORD={PLANTED}\nexport API_KEY='{PLANTED}'\nFLAG\n")
+    r = run_cli("check", str(path))
     assert r.returncode == 0, r.stderr
     assert PLANTED not in r.stdout + r.stderr
     assert "2 keys" in r.stdout
@@ -49,21 +34,19 @@ def test_check_lists_keys_and_lines_never_values(tmp_path: Path) -> None:
 
 def test_check_never_prints_a_line_of_an_unquoted_multi_line_value(tmp_path: Path) -> None:
     body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7"
-    path = write_env(
-        tmp_path, f"PRIVATE_KEY=-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"
-    )
-    r = cli("check", str(path))
+    path = write(tmp_path, f"PRIVATE_KEY=-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")
+    r = run_cli("check", str(path))
     assert body not in r.stdout + r.stderr
 
 
 def test_check_reports_every_kind_of_problem_with_line_numbers(tmp_path: Path) -> None:
-    path = write_env(
+    path = write(
         tmp_path,
         f"A={PLANTED}\nB=${{NOT_DEFINED_ANYWHERE_X}}\nC='${{IN_SINGLE_QUOTES}}'\nA=again\n"
         f'D="unterminated {PLANTED}\n',
         mode=0o644,
     )
-    r = cli("check", str(path))
+    r = run_cli("check", str(path))
     assert r.returncode == 1
     out = r.stdout
     assert PLANTED not in out + r.stderr
@@ -76,8 +59,8 @@ def test_check_reports_every_kind_of_problem_with_line_numbers(tmp_path: Path) -
 
 
 def test_check_json(tmp_path: Path) -> None:
-    path = write_env(tmp_path, f"X={PLANTED}\n")
-    r = cli("check", "--json", str(path))
+    path = write(tmp_path, f"X={PLANTED}\n")
+    r = run_cli("check", "--json", str(path))
     assert r.returncode == 0
     data = json.loads(r.stdout)
     assert data["ok"] is True
@@ -86,24 +69,24 @@ def test_check_json(tmp_path: Path) -> None:
 
 
 def test_check_missing_file_and_directory(tmp_path: Path) -> None:
-    r = cli("check", str(tmp_path / "nope.env"))
+    r = run_cli("check", str(tmp_path / "nope.env"))
     assert r.returncode == 1 and "nope.env" in r.stderr
-    r = cli("check", str(tmp_path))
+    r = run_cli("check", str(tmp_path))
     assert r.returncode == 1 and str(tmp_path) in r.stderr
 
 
 def test_check_defaults_to_dot_env_in_the_current_directory(tmp_path: Path) -> None:
-    write_env(tmp_path, "K=v\n")
-    r = cli("check", cwd=tmp_path)
+    write(tmp_path, "K=v\n")
+    r = run_cli("check", cwd=tmp_path)
     assert r.returncode == 0 and "K" in r.stdout
 
 
 def test_show_prints_keys_sources_and_protection_redacted(tmp_path: Path) -> None:
-    path = write_env(tmp_path, f"DB_PASSWORD={PLANTED}\n")
+    path = write(tmp_path, f"DB_PASSWORD={PLANTED}\n")
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "stripe").write_text(PLANTED)
-    r = cli(
+    r = run_cli(
         "show",
         "--env-file",
         str(path),
@@ -124,8 +107,8 @@ def test_show_prints_keys_sources_and_protection_redacted(tmp_path: Path) -> Non
 
 
 def test_show_missing_required_key_fails_by_name(tmp_path: Path) -> None:
-    path = write_env(tmp_path, "A=1\n")
-    r = cli("show", "--env-file", str(path), "--required", "MUST_HAVE")
+    path = write(tmp_path, "A=1\n")
+    r = run_cli("show", "--env-file", str(path), "--required", "MUST_HAVE")
     assert r.returncode == 1
     assert "MUST_HAVE" in r.stderr
 
@@ -150,9 +133,27 @@ def test_check_never_prints_a_base64_line_that_parses_as_a_key(tmp_path: Path) -
     parses as KEY= with an empty value; its text must not be shown."""
     last = "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm=="
     pem = f"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n{last}\n-----END PRIVATE KEY-----"
-    path = write_env(tmp_path, f"PRIVATE_KEY={pem}\nOK=1\n")
-    r = cli("check", str(path))
+    path = write(tmp_path, f"PRIVATE_KEY={pem}\nOK=1\n")
+    r = run_cli("check", str(path))
     assert r.returncode == 1
     assert last.rstrip("=") not in r.stdout + r.stderr
     assert f"{path}:1: a PEM block (-----BEGIN ...) written without quotes, up to line 4" in r.stdout
     assert "line    5  OK" in r.stdout
+
+
+def test_check_does_not_print_a_reference_found_inside_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "DB_PASSWORD=Xk9${q7Zp2LmW}v!\nURL=${NOT_DEFINED_X}\nC='${ALSO_UNDEFINED}${AND_THIS}'\n"
+    )
+    status, out = run_main("check", str(path))
+    assert status == 1
+    leaked = "q7Zp2LmW" in out or "Xk9" in out
+    assert not leaked
+    assert f"{path}:1: DB_PASSWORD refers to an undefined ${{...}}" in out
+    # A value that is nothing but references names them: that text is a
+    # reference, not part of a secret.
+    assert f"{path}:2: URL refers to ${{NOT_DEFINED_X}}" in out
+    assert "${ALSO_UNDEFINED}" in out and "${AND_THIS}" in out
+    status, js = run_main("check", "--json", str(path))
+    leaked = "q7Zp2LmW" in js
+    assert not leaked

@@ -15,20 +15,18 @@ import os
 import resource
 import shutil
 import subprocess
-import sys
 import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import run_cli
+from support.privileges import CAP_IPC_LOCK, CAP_SETPCAP, holds_capability, without_memlock
 
 from cypher_cell import CypherCell, cli, doctor
 
 SYS_MEMFD_SECRET = 447  # x86_64 and aarch64
-PR_CAPBSET_DROP = 24
-CAP_SETPCAP = 8
-CAP_IPC_LOCK = 14
 STATUS_WORDS = {"ok", "warn", "fail"}
 
 
@@ -47,10 +45,6 @@ def own_vmlck_bytes() -> int:
     kb, unit = own_status()["VmLck"].split()
     assert unit == "kB"
     return int(kb) * 1024
-
-
-def own_cap(bit: int) -> bool:
-    return bool(int(own_status()["CapEff"], 16) >> bit & 1)
 
 
 def unlimited_as_none(limit: tuple[int, int]) -> list[int | None]:
@@ -76,39 +70,13 @@ def memfd_secret_errno() -> int:
     return 0
 
 
-def without_memlock(soft: int, hard: int) -> Callable[[], None]:
-    """A preexec_fn: drop CAP_IPC_LOCK from the bounding set (so root loses it at
-    exec) and set RLIMIT_MEMLOCK, so the limit applies to the child."""
-
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) != 0:
-            err = ctypes.get_errno()
-            if err != errno.EPERM or own_cap(CAP_IPC_LOCK):
-                raise OSError(err, "prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK)")
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, hard))
-
-    return preexec
-
-
 def needs_cap_drop() -> None:
-    if own_cap(CAP_IPC_LOCK) and not own_cap(CAP_SETPCAP):
+    if holds_capability(CAP_IPC_LOCK) and not holds_capability(CAP_SETPCAP):
         pytest.skip("holds CAP_IPC_LOCK but cannot drop it (no CAP_SETPCAP)")
 
 
-def run(*args: str, preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cypher_cell", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=preexec,  # single-threaded test process; limits must be set before exec
-        check=False,
-    )
-
-
 def run_json(preexec: Callable[[], None] | None = None) -> tuple[int, dict[str, Any]]:
-    proc = run("doctor", "--json", preexec=preexec)
+    proc = run_cli("doctor", "--json", preexec=preexec)
     assert proc.stderr == ""
     return proc.returncode, json.loads(proc.stdout)
 
@@ -126,7 +94,7 @@ def test_json_agrees_with_the_kernel() -> None:
         resource.getrlimit(resource.RLIMIT_CORE)
     )
     # A child started by root keeps the parent's effective capabilities.
-    assert report["memlock"]["cap_ipc_lock"] == own_cap(CAP_IPC_LOCK)
+    assert report["memlock"]["cap_ipc_lock"] == holds_capability(CAP_IPC_LOCK)
 
     swaps = Path("/proc/swaps").read_text().splitlines()[1:]
     assert len(report["swap"]["areas"]) == len(swaps)
@@ -182,7 +150,7 @@ def test_no_memlock_and_no_cap_ipc_lock_falls_back_to_unlocked() -> None:
     assert statuses["auto tier"] == "fail"
     assert statuses["mlock"] == "fail"
 
-    text = run("doctor", preexec=preexec)
+    text = run_cli("doctor", preexec=preexec)
     assert text.returncode == 1
     assert any(line.startswith("auto tier") and " fail " in line for line in text.stdout.splitlines())
 
@@ -201,7 +169,7 @@ def test_reports_the_soft_limit_it_inherited_not_the_one_the_probe_raised() -> N
 
 def test_human_output_has_one_aligned_line_per_check() -> None:
     _, report = run_json()
-    proc = run("doctor")
+    proc = run_cli("doctor")
     lines = proc.stdout.splitlines()
     assert proc.returncode == (0 if report["ok"] else 1)
     assert len(lines) == len(report["checks"]) == 9
@@ -239,7 +207,7 @@ def test_locked_bytes_is_this_process_vmlck() -> None:
         after = own_vmlck_bytes()
     assert before == after >= mmap.PAGESIZE
     assert report.memlock.locked_bytes == before
-    assert report.memlock.cap_ipc_lock == own_cap(CAP_IPC_LOCK)
+    assert report.memlock.cap_ipc_lock == holds_capability(CAP_IPC_LOCK)
 
 
 def test_main_in_process(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,8 +10,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-from kernel import random_secret, scan_memory, secret_forms, start_child
-from provider_contract import ProviderContract, failed_load_leaves_no_value
+from support.child import start_child
+from support.procfs import random_secret, scan_memory, secret_forms
+from support.provider_contract import ProviderContract, failed_load_leaves_no_value
 
 from cypher_cell import MissingSecretsError, load_secrets
 from cypher_cell.providers import Environ, Provider

@@ -10,7 +10,8 @@ import json
 import os
 
 import pytest
-from kernel import cell_address, maps, read_memory, run_child
+from support.child import run_child
+from support.procfs import cell_address, maps, read_memory
 
 from cypher_cell import CellWipedError, CypherCell
 

@@ -36,12 +36,13 @@ import keyring
 import keyring.errors
 import pytest
 import secretstorage.exceptions
-from kernel import random_secret, scan_memory, secret_forms, start_child
 from keyring.backend import KeyringBackend
 from keyring.backends import SecretService as secret_service_backend
 from keyring.backends import fail
-from provider_contract import ProviderContract, failed_load_leaves_no_value
-from secret_service import SecretService, secret_service  # noqa: F401  (the fixture)
+from support.child import start_child
+from support.procfs import random_secret, scan_memory, secret_forms
+from support.provider_contract import ProviderContract, failed_load_leaves_no_value
+from support.secret_service import SecretService, secret_service  # noqa: F401  (the fixture)
 
 from cypher_cell import (
     MissingSecretsError,

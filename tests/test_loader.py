@@ -15,8 +15,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-from kernel import random_secret
-from provider_contract import failed_load_leaves_no_value, value_in_traceback
+from support.procfs import random_secret
+from support.provider_contract import failed_load_leaves_no_value, value_in_traceback
 
 from cypher_cell import (
     CypherCell,

@@ -10,15 +10,14 @@ kernel's counters move only because of the cells the test creates.
 from __future__ import annotations
 
 import pytest
-from kernel import random_secret, read_memory, run_child, scan_memory, secret_forms, start_child
+from support.child import run_child, start_child
+from support.procfs import random_secret, read_memory, scan_memory, secret_forms
 
 PAGE = 4096
 
 # Runs inside the child: the VMA holding an address and its neighbours.
 VMA_HELPERS = """
-import sys
-sys.path.insert(0, {tests!r})
-from kernel import cell_address, mapping_of, maps, status_kib
+from support.procfs import cell_address, mapping_of, maps, status_kib
 
 def guarded(addr):
     ms = maps()
@@ -37,9 +36,7 @@ def guarded(addr):
 
 
 def child_code(body: str) -> str:
-    import pathlib
-
-    return VMA_HELPERS.format(tests=str(pathlib.Path(__file__).parent)) + body
+    return VMA_HELPERS + body
 
 
 @pytest.mark.parametrize(

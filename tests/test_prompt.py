@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kernel import CHILD_PRELUDE, random_secret, scan_memory, secret_forms
-from provider_contract import ProviderContract, value_in_traceback
+from support.child import CHILD_PRELUDE
+from support.procfs import random_secret, scan_memory, secret_forms
+from support.provider_contract import ProviderContract, value_in_traceback
 
 from cypher_cell import CellWipedError, Policy, ProviderUnavailableError, _native, load_secrets
 from cypher_cell.providers import Prompt, Provider

@@ -7,7 +7,8 @@ import hashlib
 import time
 
 import pytest
-from kernel import read_memory, start_child
+from support.child import start_child
+from support.procfs import read_memory
 
 TTL = 0.3
 SLACK = 0.050  # the target: zeroed within 50 ms of the deadline
@@ -15,13 +16,9 @@ SLACK = 0.050  # the target: zeroed within 50 ms of the deadline
 
 @pytest.mark.parametrize("size", [32, 1000, 5000])
 def test_untouched_cell_is_zeroed_within_50ms_of_its_deadline(size: int) -> None:
-    import pathlib
-
-    tests = str(pathlib.Path(__file__).parent)
     child = start_child(
         f"""
-sys.path.insert(0, {tests!r})
-from kernel import cell_address
+from support.procfs import cell_address
 secret = os.urandom({size}).replace(b"\\0", b"\\1")
 t0 = time.monotonic()
 cell = CypherCell(secret, ttl_sec={TTL}, protection="locked")

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kernel import random_secret, scan_memory, secret_forms, start_child
+from support.child import start_child
+from support.procfs import random_secret, scan_memory, secret_forms
 
 
 @pytest.fixture

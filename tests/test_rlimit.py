@@ -5,30 +5,8 @@ is raised, and nothing crashes."""
 
 from __future__ import annotations
 
-import ctypes
-import resource
-from collections.abc import Callable
-
-from kernel import run_child
-
-PR_CAPBSET_DROP = 24
-CAP_IPC_LOCK = 14
-
-
-def limited(soft: int, hard: int) -> Callable[[], None]:
-    def preexec() -> None:
-        # Dropped from the bounding set, CAP_IPC_LOCK is gone after exec.
-        if ctypes.CDLL(None, use_errno=True).prctl(PR_CAPBSET_DROP, CAP_IPC_LOCK, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-        resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, hard))
-
-    return preexec
-
-
-CHECK_NO_CAP = """
-capeff = int(next(l for l in open("/proc/self/status") if l.startswith("CapEff")).split()[1], 16)
-assert not capeff & (1 << 14), "CAP_IPC_LOCK still effective"
-"""
+from support.child import run_child
+from support.privileges import CHECK_NO_CAP, without_memlock
 
 
 def test_zero_limit_required_tiers_raise_and_auto_warns_once() -> None:
@@ -52,7 +30,7 @@ report(errors=errors, tiers=[c.protection for c in cells],
        warnings=[(w.category.__name__, str(w.message)) for w in caught],
        values_ok=[c.reveal() == b"s" * n for c, n in zip(cells, (1, 32, 500, 5000, 100_000))])
 """,
-        preexec_fn=limited(0, 0),
+        preexec_fn=without_memlock(0, 0),
     )
     errors = r["errors"]
     assert isinstance(errors, dict)
@@ -81,7 +59,7 @@ cells = [CypherCell(b"k" * 32, protection="locked"), CypherCell(bytes(50_000), p
          CypherCell(b"k" * 32, protection="secretmem")]
 report(tiers=[c.protection for c in cells], limit=resource.getrlimit(resource.RLIMIT_MEMLOCK))
 """,
-        preexec_fn=limited(0, 1 << 20),
+        preexec_fn=without_memlock(0, 1 << 20),
     )
     assert r["tiers"] == ["locked", "locked", "secretmem"]
     assert r["limit"] == [1 << 20, 1 << 20]
@@ -109,7 +87,7 @@ with warnings.catch_warnings(record=True) as caught:
 report(failed_at=failed_at, intact=all(c.reveal() == bytes([i]) * 5000 for i, c in enumerate(ok)),
        extra=extra.protection, n_warn=len(caught))
 """,
-        preexec_fn=limited(64 << 10, 64 << 10),
+        preexec_fn=without_memlock(64 << 10, 64 << 10),
     )
     assert r["failed_at"] is not None and 5 <= r["failed_at"] <= 16  # type: ignore[operator]
     assert r["intact"] is True

@@ -17,8 +17,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-from kernel import random_secret, run_child, scan_memory, secret_forms, start_child
-from provider_contract import ProviderContract, failed_load_leaves_no_value
+from support.child import run_child, start_child
+from support.cli import run_cli
+from support.privileges import CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, without_capabilities
+from support.procfs import random_secret, scan_memory, secret_forms
+from support.provider_contract import ProviderContract, failed_load_leaves_no_value
 
 from cypher_cell import ProviderError, ProviderUnavailableError, load_secrets
 from cypher_cell.policy import PolicyMap
@@ -246,13 +249,7 @@ def test_symlink_loops_are_a_provider_error_naming_the_key(tmp_path: Path) -> No
 
 def test_show_reports_a_symlink_loop_without_a_traceback(tmp_path: Path) -> None:
     (tmp_path / "loop").symlink_to("loop")
-    out = subprocess.run(
-        [sys.executable, "-m", "cypher_cell", "show", "--secrets-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    out = run_cli("show", "--secrets-dir", str(tmp_path))
     assert out.returncode != 0
     assert "Traceback" not in out.stderr, out.stderr
     assert f"secrets-dir {tmp_path}: loop: too many levels of symbolic links" in out.stderr, out.stderr
@@ -331,25 +328,12 @@ report(file=attempt(sys.argv[1], ["locked"]), dir=attempt(sys.argv[1] + "/shut",
        listing=attempt(sys.argv[1] + "/shut", None))
 """,
             str(tmp_path),
-            preexec_fn=_without_caps(CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH),
+            preexec_fn=without_capabilities(CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH),
         )
     finally:
         (tmp_path / "shut").chmod(0o700)
     assert r["file"] == f"secrets-dir {tmp_path}: locked: cannot open: permission denied"
     assert r["dir"] == r["listing"] == f"secrets-dir {tmp_path}/shut: cannot open: Permission denied"
-
-
-PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
-
-
-def _without_caps(*caps: int) -> Callable[[], None]:
-    def preexec() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        for cap in caps:  # dropped from the bounding set: gone after exec
-            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-    return preexec
 
 
 # --- the same, where the kernel refuses openat2 --------------------------------------------------
@@ -420,7 +404,6 @@ import ctypes, errno, tempfile, traceback
 from pathlib import Path
 libc = ctypes.CDLL(None, use_errno=True)
 refused = libc.syscall({SYS_OPENAT2}, -100, b"/", None, 0) == -1 and ctypes.get_errno() == {err}
-sys.path.insert(0, {str(Path(__file__).parent)!r})
 import test_secretsdir
 test_secretsdir.RACE_SECONDS = 1.0
 failures = {{}}

@@ -15,14 +15,13 @@ import time
 import traceback
 import types
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import pytest
-from kernel import run_child
-from test_rlimit import CHECK_NO_CAP, limited
 
 from cypher_cell import CellExpiredError, CellWipedError, MissingSecretsError, Policy, load_secrets
 from cypher_cell.providers import Provider
+from support.child import run_child
+from support.privileges import CHECK_NO_CAP, without_memlock
 
 Plant = Callable[[Mapping[str, bytes]], Provider]
 
@@ -98,16 +97,13 @@ def _holds(obj: object, secret: bytes, text: str, seen: set[int], depth: int) ->
     return any(_holds(item, secret, text, seen, depth + 1) for item in inner)
 
 
-TESTS = str(Path(__file__).parent)
-
 #: A child's check: `setup` (Python, run first) then `attempt` (an
 #: expression that loads and is expected to raise); the secret is argv[1],
 #: more arguments follow.
 _FAILED_LOAD = (
     CHECK_NO_CAP
     + """
-sys.path.insert(0, {tests!r})
-from provider_contract import value_in_traceback
+from support.provider_contract import value_in_traceback
 from cypher_cell import Policy, load_secrets
 LOCKED = Policy(protection="locked")  # refused: RLIMIT_MEMLOCK 0, no CAP_IPC_LOCK
 {setup}
@@ -133,8 +129,8 @@ def failed_load_leaves_no_value(
     fails after the source's value was read; returns where the value shows
     in the error's traceback (`value_in_traceback`), after checking that the
     load did fail with `MemoryLockError`."""
-    code = _FAILED_LOAD.format(tests=TESTS, setup=setup, attempt=attempt)
-    r = run_child(code, secret.decode(), *args, preexec_fn=limited(0, 0), **child)
+    code = _FAILED_LOAD.format(setup=setup, attempt=attempt)
+    r = run_child(code, secret.decode(), *args, preexec_fn=without_memlock(0, 0), **child)
     assert r["raised"] == "MemoryLockError", r["raised"]
     places = r["places"]
     assert isinstance(places, list)

@@ -1,7 +1,8 @@
-"""Issue 7, the `.env` parser and `cypher-cell check`: what an unquoted
-multi-line value (a PEM key) may never become, NUL bytes, `${...}` growth,
-references inside values, Ctrl-C during a FIFO read, and what `check`
-leaves in memory.
+"""What an unquoted multi-line value (a PEM key, a base64 blob) may never
+become: a loaded key with a truncated value, a key named after one of its
+lines, a line shown in any output (`check` as text and --json, `show`, the
+store's list and repr, warnings and errors), or a Python object left in
+memory by `check` (a child's memory scanned through /proc/PID/mem).
 
 Real keys are generated here (RSA-2048, EC, Ed25519; PKCS#8, traditional,
 encrypted with headers, OpenSSH; a certificate chain). A body line of a key
@@ -10,18 +11,10 @@ is never named in an assertion message: helpers count leaked lines.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import functools
-import hashlib
-import io
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,22 +26,16 @@ from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from dotenv import dotenv_values
-from kernel import scan_memory, start_child
+from support.child import start_child
+from support.cli import run_cli, run_main
+from support.envfile import write
+from support.procfs import scan_memory
 
 from cypher_cell import DotenvSyntaxError, MissingSecretsError, load_secrets
-from cypher_cell._native import DotenvFile
-from cypher_cell.cli import main
 from cypher_cell.errors import DotenvSyntaxWarning
 from cypher_cell.providers import EnvFile
 
 ARMOUR = re.compile(r"-----(BEGIN|END) [A-Z0-9 ]+-----")
-
-
-def write(directory: Path, content: str | bytes, name: str = ".env") -> Path:
-    path = directory / name
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    path.chmod(0o600)
-    return path
 
 
 # ------------------------------------------------------------------ keys
@@ -142,13 +129,6 @@ def pem_file(directory: Path, pem_list: list[str] | tuple[str, ...]) -> tuple[Pa
     return write(directory, "\n".join(lines) + "\n"), opened, plain
 
 
-def run_main(*argv: str) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        status = main(list(argv))
-    return status, out.getvalue() + err.getvalue()
-
-
 def everything_shown(path: Path) -> tuple[str, dict[str, Any]]:
     """Every output of check (text, --json), show, EnvFile (strict: the
     error; not strict: list, repr and source of the store, and warnings),
@@ -178,7 +158,7 @@ def everything_shown(path: Path) -> tuple[str, dict[str, Any]]:
     return "\n".join(said), facts
 
 
-# --------------------------------------------- findings 1 and 2: PEM lines
+# ------------------------------------------------------ PEM and base64 lines
 
 
 def test_no_line_of_any_unquoted_pem_is_ever_shown(tmp_path: Path) -> None:
@@ -203,13 +183,7 @@ def test_many_unquoted_pems_in_one_file_through_the_command_line(tmp_path: Path)
     path, opened, plain = pem_file(tmp_path, pems())
     said = []
     for args in (["check", str(path)], ["check", "--json", str(path)], ["show", "--env-file", str(path)]):
-        r = subprocess.run(
-            [sys.executable, "-m", "cypher_cell", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_cli(*args, timeout=120)
         said.append(r.stdout + r.stderr)
         assert r.returncode == 1
     leaked = leaks("\n".join(said), pems())
@@ -300,169 +274,24 @@ def test_keys_without_a_value_are_listed_by_line_only_in_json(tmp_path: Path) ->
     ]
 
 
-# ---------------------------------------------------------- Ctrl-C, FIFOs
-
-FIFO_CHILD = """
-import signal, sys
-from cypher_cell._native import DotenvFile
-print("ready", flush=True)
-try:
-    DotenvFile(sys.argv[1])
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-    sys.exit(3)
-sys.exit(0)
-"""
-
-
-def _wait_for_open(pid: int, path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == str(path) for fd in os.listdir(f"/proc/{pid}/fd")):
-                return
-        time.sleep(0.05)
-    raise AssertionError("the child never opened the FIFO")
-
-
-def _interrupt(fifo: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    child = subprocess.Popen(
-        list(argv) or [sys.executable, "-c", FIFO_CHILD, str(fifo)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        if argv:  # the command line: wait until it has the FIFO open
-            _wait_for_open(child.pid, fifo)
-        else:
-            assert child.stdout.readline().strip() == "ready"
-        time.sleep(0.5)  # into the blocking call
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=5)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
-
-
-def test_ctrl_c_interrupts_a_fifo_read_that_waits_for_data(tmp_path: Path) -> None:
-    """A writer holds the FIFO open and never writes: the read blocks."""
-    fifo = tmp_path / "pipe.env"
-    os.mkfifo(fifo, 0o600)
-    writer = os.open(fifo, os.O_RDWR)  # a writer that never writes or closes
-    try:
-        r = _interrupt(fifo)
-    finally:
-        os.close(writer)
-    assert r.returncode == 3, r.stderr[-2000:]
-    assert "interrupted" in r.stdout
-
-
-def test_ctrl_c_interrupts_a_fifo_open_that_waits_for_a_writer(tmp_path: Path) -> None:
-    fifo = tmp_path / "pipe.env"
-    os.mkfifo(fifo, 0o600)
-    r = _interrupt(fifo)
-    assert r.returncode == 3, r.stderr[-2000:]
-    assert "interrupted" in r.stdout
-
-
-def test_ctrl_c_ends_check_on_a_fifo_without_a_traceback(tmp_path: Path) -> None:
-    fifo = tmp_path / "pipe.env"
-    os.mkfifo(fifo, 0o600)
-    writer = os.open(fifo, os.O_RDWR)
-    try:
-        r = _interrupt(fifo, sys.executable, "-m", "cypher_cell", "check", str(fifo))
-    finally:
-        os.close(writer)
-    assert r.returncode == 130, r.stderr[-2000:]
-    assert r.stderr == "cypher-cell check: interrupted\n"
-
-
-# ---------------------------------------------------------- smaller items
-
-NUL_FILES = {
-    "in-a-comment": b"A=1\n# a comment \x00 here\nB=2\n",
-    "in-a-value": b"A=x\x00y\nB=2\n",
-    "in-a-quoted-value": b"A='x\x00y'\nB=\"p\x00q\"\nC=3\n",
-    "in-a-key": b"A\x00B=1\nC=2\n",
-    "alone-on-a-line": b"A=1\n\x00\nB=2\n",
-    "in-a-reference": b"A=${B\x00}\nB=2\nC=${B}\n",
-}
-
-
-@pytest.mark.parametrize("name", sorted(NUL_FILES))
-def test_a_nul_byte_loads_what_python_dotenv_loads_when_not_strict(name: str, tmp_path: Path) -> None:
-    content = NUL_FILES[name]
-    path = write(tmp_path, content)
-    line = content[: content.index(b"\0")].count(b"\n") + 1
-    expected = {
-        k: v for k, v in dotenv_values(path).items() if v is not None and re.fullmatch(r"[A-Za-z_]\w*", k)
-    }
+def test_a_base64_line_that_parses_as_a_key_is_never_loaded_or_shown(tmp_path: Path) -> None:
+    last = "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQJAIJLixBy2qpFoS4DSmoEm=="
+    pem = f"-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\n{last}\n-----END PRIVATE KEY-----"
+    path = write(tmp_path, f"PRIVATE_KEY={pem}\nOK=1\n".encode())
+    with pytest.raises(DotenvSyntaxError) as info:
+        load_secrets(EnvFile(path))
+    assert last.rstrip("=") not in str(info.value)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         store = load_secrets(EnvFile(path, strict=False))
-    said = [str(w.message) for w in caught if w.category is DotenvSyntaxWarning]
-    assert any(f":{line}: " in w and "NUL" in w for w in said)
-    with store:
-        assert list(store) == list(expected)
-        assert [k for k in store if store[k] != expected[k].encode()] == []
-    with pytest.raises(DotenvSyntaxError, match="NUL") as info:
-        load_secrets(EnvFile(path))
-    assert info.value.line == line
-    status, out = run_main("check", str(path))
-    assert status == 1 and f"{path}:{line}: " in out and "NUL" in out
+    # The whole PEM block is skipped, its key included (no truncated value).
+    assert list(store) == ["OK"]
+    shown = repr(store) + "".join(str(w.message) for w in caught)
+    assert last.rstrip("=") not in shown
+    assert any(":1: a PEM block" in str(w.message) for w in caught)
 
 
-def test_expansion_is_capped_in_proportion_to_the_file(tmp_path: Path) -> None:
-    """A 108 KB file that references a 100 KB value 700 times builds 70 MB,
-    as python-dotenv does; exponential growth is still refused, with the cap
-    said in the error."""
-    big = "v" * 100_000
-    refs = "".join(f"R{i}=${{BIG}}\n" for i in range(700))
-    path = write(tmp_path, f"BIG={big}\n{refs}")
-    expected = dotenv_values(path)
-    digest = hashlib.sha256(expected["R699"].encode()).hexdigest()  # type: ignore[union-attr]
-    with DotenvFile(str(path)) as f:
-        assert len(f.keys()) == 701
-        cell = f.cell("R699")
-        with cell.expose() as view:
-            assert hashlib.sha256(view).hexdigest() == digest
-    lines = ["A0=" + "x" * 64] + [f"A{i}=${{A{i - 1}}}${{A{i - 1}}}" for i in range(1, 40)]
-    path = write(tmp_path, "\n".join(lines))
-    with pytest.raises(DotenvSyntaxError, match=r"over \d+ bytes") as info:
-        DotenvFile(str(path))
-    message = str(info.value)
-    cap = int(re.search(r"over (\d+) bytes", message).group(1))  # type: ignore[union-attr]
-    assert 64 << 20 <= cap <= 1 << 30
-    total, first_over = 0, 0
-    for i in range(40):
-        total += 64 << i
-        if total > cap:
-            first_over = i + 1
-            break
-    assert info.value.line == first_over  # refused at the first value past the cap
-
-
-def test_check_does_not_print_a_reference_found_inside_a_value(tmp_path: Path) -> None:
-    path = write(
-        tmp_path, "DB_PASSWORD=Xk9${q7Zp2LmW}v!\nURL=${NOT_DEFINED_X}\nC='${ALSO_UNDEFINED}${AND_THIS}'\n"
-    )
-    status, out = run_main("check", str(path))
-    assert status == 1
-    leaked = "q7Zp2LmW" in out or "Xk9" in out
-    assert not leaked
-    assert f"{path}:1: DB_PASSWORD refers to an undefined ${{...}}" in out
-    # A value that is nothing but references names them: that text is a
-    # reference, not part of a secret.
-    assert f"{path}:2: URL refers to ${{NOT_DEFINED_X}}" in out
-    assert "${ALSO_UNDEFINED}" in out and "${AND_THIS}" in out
-    status, js = run_main("check", "--json", str(path))
-    leaked = "q7Zp2LmW" in js
-    assert not leaked
-
+# ---------------------------------------------- what `check` leaves in memory
 
 CHECK_CHILD = """
 from cypher_cell.cli import check_env_file

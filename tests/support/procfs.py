@@ -1,20 +1,16 @@
 """Reading the kernel's own accounts of a process's memory.
 
 These helpers never ask cypher_cell what it did: they read /proc (status,
-maps, smaps, mem) and CPython's buffer protocol. Scans look at a *child*
-process, because the scanner's needle is itself a copy of the secret.
+maps, smaps, mem) and CPython's buffer protocol. They are the tests' own
+readers on purpose (the doctor and the benchmarks have theirs): a test must
+not trust the library it checks. Scans look at a *child* process
+(support.child), because the scanner's needle is itself a copy of the secret.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
-import os
 import secrets
-import subprocess
-import sys
-import textwrap
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,75 +151,3 @@ def read_memory(pid: int, addr: int, length: int) -> bytes | None:
 def random_secret() -> bytes:
     """A printable secret that appears nowhere by chance."""
     return b"ccTEST-" + secrets.token_hex(20).encode()
-
-
-@dataclass
-class Child:
-    """A Python child that runs `code`, prints one JSON line, then waits for
-    stdin to close (so the parent can inspect it) before exiting."""
-
-    proc: subprocess.Popen[str]
-    report: dict[str, object]
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def finish(self) -> str:
-        out, err = self.proc.communicate(timeout=30)
-        assert self.proc.returncode == 0, err[-2000:]
-        return out
-
-
-CHILD_PRELUDE = """
-import gc, json, os, sys, time
-from cypher_cell import CypherCell
-
-def report(**kw):
-    print(json.dumps(kw), flush=True)
-
-def hold():
-    sys.stdin.read()
-
-def read_secret(path, times=1):
-    # Straight from the file into a bytearray: no buffered copy, no temporaries.
-    size = os.path.getsize(path)
-    buf = bytearray(size * times)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        for i in range(times):
-            f.seek(0)
-            f.readinto(view[i * size : (i + 1) * size])
-    view.release()
-    return buf
-"""
-
-
-def start_child(code: str, *args: str, env: dict[str, str] | None = None, **popen: object) -> Child:
-    script = CHILD_PRELUDE + textwrap.dedent(code)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-        **popen,  # type: ignore[call-overload]
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        _, err = proc.communicate(timeout=30)
-        raise AssertionError(f"child failed before reporting:\n{err[-3000:]}")
-    return Child(proc, json.loads(line))
-
-
-def run_child(code: str, *args: str, **kw: object) -> dict[str, object]:
-    """Runs `code` in a child to completion and returns its JSON report."""
-    child = start_child(code + "\nhold()\n", *args, **kw)  # type: ignore[arg-type]
-    child.finish()
-    return child.report
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line for line in text.splitlines() if line.strip())
