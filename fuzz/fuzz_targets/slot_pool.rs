@@ -15,6 +15,12 @@
 //   an AddressSanitizer build: ASan intercepts mlock(2) and returns success
 //   without locking, so VmLck stays 0 there; `make fuzz` builds this target
 //   without a sanitizer (`-s none`) so that the kernel's account is read;
+// - every live secret's first and last byte lie in mappings whose VmFlags
+//   (/proc/self/smaps, read at up to two check steps of an input, or at its
+//   end if it has none) are those of its tier: `lo` (locked: a page is never
+//   unlocked under a live secret, whatever its neighbours did) for the
+//   secretmem and locked tiers (not under ASan, as above), `dd` (no core
+//   dump) for all, `wf` (zeroed in a forked child) for the anonymous tiers;
 // - once every secret is freed and unused arenas released, nothing is live
 //   and at most one small spare arena per tier and class stays mapped.
 // Memory is bounded: at most MAX_LIVE secrets of at most MAX_LARGE bytes,
@@ -100,6 +106,61 @@ fn vmlck_bytes() -> usize {
     kib * 1024
 }
 
+/// Every mapping's range and VmFlags, from /proc/self/smaps, in address order.
+fn mappings() -> Vec<(std::ops::Range<usize>, Vec<String>)> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").expect("/proc/self/smaps");
+    let hex = |h: &str| usize::from_str_radix(h, 16).ok();
+    let mut found = Vec::new();
+    let mut range = None;
+    for line in smaps.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            let flags = flags.split_whitespace().map(str::to_owned).collect();
+            found.push((range.take().expect("VmFlags after a header"), flags));
+        } else if let Some((start, end)) = line.split_once(' ').and_then(|(r, _)| r.split_once('-'))
+        {
+            if let (Some(start), Some(end)) = (hex(start), hex(end)) {
+                range = Some(start..end);
+            }
+        }
+    }
+    found
+}
+
+fn check_mappings(live: &[Live]) {
+    let maps = mappings();
+    let flags_at = |addr: usize| {
+        let i = maps.partition_point(|(r, _)| r.end <= addr);
+        match maps.get(i) {
+            Some((r, flags)) if r.contains(&addr) => flags,
+            _ => panic!("no mapping holds a live secret's byte"),
+        }
+    };
+    for l in live.iter().filter(|l| !l.buf.is_empty()) {
+        let (first, last) = l
+            .buf
+            .with_bytes(|b| (b.as_ptr() as usize, b.as_ptr() as usize + b.len() - 1));
+        let mut wanted = vec!["dd"];
+        match l.buf.tier() {
+            Tier::Secretmem => wanted.push("lo"),
+            Tier::Locked => wanted.extend(["lo", "wf"]),
+            Tier::Unlocked => wanted.push("wf"),
+        }
+        if cfg!(sanitize = "address") {
+            wanted.retain(|&f| f != "lo");
+        }
+        for addr in [first, last] {
+            let flags = flags_at(addr);
+            for flag in &wanted {
+                assert!(
+                    flags.iter().any(|f| f == flag),
+                    "a live {} secret's page lacks VmFlags {flag}",
+                    l.buf.tier().name()
+                );
+            }
+        }
+    }
+}
+
 /// What the process had locked before the pool locked anything.
 static BASELINE: OnceLock<usize> = OnceLock::new();
 
@@ -174,6 +235,7 @@ fuzz_target!(|data: &[u8]| {
     let mut input = Input(data);
     let mut live: Vec<Live> = Vec::new();
     let mut next_id = 1u64;
+    let mut mapping_checks = 0;
     while let Some(op) = input.next() {
         let mut arg = || input.next().unwrap_or(0);
         match op % 9 {
@@ -203,10 +265,21 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
             7 => release_unused(),
+            8 => {
+                check(&live);
+                // Reading smaps costs about a millisecond: twice an input at most.
+                if mapping_checks < 2 {
+                    check_mappings(&live);
+                    mapping_checks += 1;
+                }
+            }
             _ => check(&live),
         }
     }
     check(&live);
+    if mapping_checks == 0 {
+        check_mappings(&live);
+    }
     for l in live.drain(..) {
         assert!(intact(&l));
     }
