@@ -8,7 +8,7 @@ APT_PACKAGES_BENCH := libsodium23
 APT_PACKAGES_TEST := dbus gnome-keyring
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test-deps run doctor test lint test-rust test-python bench
+.PHONY: help setup test-deps run doctor test lint test-rust test-python bench fuzz-deps fuzz asan
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,7 @@ test: test-deps setup lint test-rust test-python ## Set up, then every check: li
 
 lint: ## cargo fmt, clippy -D warnings, ruff, mypy --strict, stubtest
 	cargo fmt --check
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets --quiet -- -D warnings
 	ruff check .
 	ruff format --check .
@@ -49,3 +50,51 @@ bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
 	$(PIP) install --quiet --editable '.[bench]'
 	$(PYTHON) bench/bench_cell.py
 	$(PYTHON) bench/bench_envfile.py
+
+# --- fuzzing and sanitizers (CI runs both after `make test`: see .ci/run) ---
+# Both need a nightly compiler (-Z flags, cargo-fuzz): rustup's nightly
+# toolchain, which this kind of machine comes with; without one, the stable
+# toolchain with RUSTC_BOOTSTRAP=1, which unlocks the same unstable flags
+# (no toolchain can be downloaded here).
+CARGO_NIGHTLY := $(if $(shell rustup toolchain list 2>/dev/null | grep '^nightly-'),cargo +nightly,RUSTC_BOOTSTRAP=1 cargo)
+CARGO_FUZZ_VERSION := 0.13.2
+FUZZ_TARGETS := dotenv_parse slot_pool
+FUZZ_SECONDS ?= 60
+# No sanitizer by default: the targets' code is safe Rust but for the
+# allocator, whose pages are mmap'd (ASan checks none of them; the guard
+# pages and canaries do), and ASan fakes mlock, which would blind
+# slot_pool's VmLck check. `make fuzz FUZZ_SANITIZER=address` for ASan.
+FUZZ_SANITIZER ?= none
+# Inputs up to 4 KiB; past 1 GiB of RSS, one allocation past 256 MiB or
+# 10 s for one input is a finding (memory and time must stay bounded).
+FUZZ_OPTIONS := -max_len=4096 -rss_limit_mb=1024 -malloc_limit_mb=256 -timeout=10
+FUZZ := $(CARGO_NIGHTLY) fuzz
+FUZZ_ARGS := --fuzz-dir fuzz --sanitizer $(FUZZ_SANITIZER) --debug-assertions
+
+fuzz-deps: ## cargo-fuzz, installed from crates.io when missing
+	@command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION)
+
+fuzz: fuzz-deps ## Each fuzz target for FUZZ_SECONDS (60); the long run: make fuzz FUZZ_SECONDS=3600
+	$(FUZZ) build $(FUZZ_ARGS)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p fuzz/grown/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log: fuzz/grown/$$t.log)"; \
+	  if ! $(FUZZ) run $(FUZZ_ARGS) $$t fuzz/grown/$$t fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) $(FUZZ_OPTIONS) -print_final_stats=1 \
+	      >fuzz/grown/$$t.log 2>&1; then \
+	    tail -n 60 fuzz/grown/$$t.log; echo "fuzz: $$t FAILED (input saved under fuzz/artifacts/$$t/)"; exit 1; \
+	  fi; \
+	  grep -E '^(#[0-9]+[[:space:]]+DONE|stat::number_of_executed_units|stat::average_exec_per_sec|stat::peak_rss_mb)' fuzz/grown/$$t.log; \
+	  echo "fuzz: $$t corpus $$(ls fuzz/grown/$$t | wc -l) grown + $$(ls fuzz/corpus/$$t | wc -l) seeds"; \
+	done
+
+# The unit tests embed CPython (pyo3's auto-initialize), which is not built
+# with ASan and is never finalized: its allocations are all still held at
+# exit, so fuzz/lsan.supp suppresses leaks allocated from inside libpython
+# (leaks of Rust allocations are still reported). opt-level 2 keeps the
+# timing tests (parsing_is_linear) within their bounds; debug assertions and
+# overflow checks stay on. Own target dir: the flags differ from `cargo test`.
+asan: ## The Rust unit tests under AddressSanitizer (nightly)
+	RUSTFLAGS=-Zsanitizer=address CARGO_PROFILE_DEV_OPT_LEVEL=2 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
+	$(CARGO_NIGHTLY) test --quiet --target x86_64-unknown-linux-gnu --target-dir target/asan

@@ -14,3 +14,14 @@ pub mod memory;
 mod prompt;
 pub mod reaper;
 mod sources;
+
+/// For the fuzz targets in `fuzz/` only: `cargo fuzz` compiles every crate
+/// with `--cfg fuzzing`, so in any other build (the extension module, `cargo
+/// test`, clippy) this module is empty and the `.env` parser stays private.
+/// (A cfg the manifest does not declare: the lint is allowed here only.)
+#[doc(hidden)]
+#[allow(unexpected_cfgs)]
+pub mod fuzzing {
+    #[cfg(fuzzing)]
+    pub use crate::dotenv::*;
+}

@@ -1,0 +1,126 @@
+"""Writes the committed seed corpus of the fuzz targets (fuzz/corpus/<target>/).
+
+Run from the repository root: ``python3 fuzz/seeds.py``. The seeds are
+small hand-made starting points; what the fuzzer finds while running goes
+to fuzz/grown/ (ignored by git).
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+CORPUS = Path(__file__).parent / "corpus"
+
+PEM_BODY = [
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+    "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu",
+    "RkcJ9xUxK8mBd7Qw3TzXa1vLmN0pQrStUvWxYz==",
+]
+
+DOTENV: dict[str, str | bytes] = {
+    "plain": "A=1\nB=two\n",
+    "export": "export A=1\nexport\tB=2\nexport\nexport=3\n",
+    "comments": "# full\n  # indented\nA=1 # inline\nB=1#not\nC='q' # c\nD=\"q\"#c\nE= #empty\n",
+    "blanks-unicode": "A=a\u00a0#c\nB=b\x0b# c\nC=c\u3000\nD=\u2003d\nE\u00a0=1\nF=g\x1c\n",
+    "quotes": "A='single'\nB='it\\'s'\nC=\"say \\\"hi\\\"\"\nD='back\\\\slash'\n"
+    'E="\\a\\b\\f\\n\\r\\t\\v\\q"\n',
+    "escaped-backslash-closes": "A='x\\\\'\nB='y'\nC=\"z\\\\\" # c\n",
+    "multiline": "A=\"line one\nline two\"\nB='one\n\ntwo'\nC=after\n",
+    "quoted-keys": "'quoted key'=1\n'k=v'=2\n'multi\nline'=4\n''=5\n",
+    "odd-keys": "a.b=1\nk-y=2\nk/y=3\n\u00e9t\u00e9=4\nK:Y=5\n$X=6\n",
+    "crlf-cr": b"A=1\r\nB='x\r\ny'\r\nC=3\rD=4\r",
+    "bom": b"\xef\xbb\xbfA=1\nB=2\n",
+    "two-boms": b"\xef\xbb\xbf\xef\xbb\xbfA=1\n",
+    "interpolation": "A=1\nB=${A}\nC=pre-${A}-post\nD=\"${A}\"\nE='${A}'\nF=${EXT}${EMPTY:-d}${NOPE:-x}\n",
+    "reference-shapes": "A=$A ${A\nB=${A:b}\nC=${X${Y}}\nD=$${EXT}\nE=${A:-x:-y}}\nF=${NOPE:-\nG=${}\n",
+    "reference-escapes": 'A="${NOPE:-a\\tb}"\nB="${EXT}\\n"\nC="${EXT:-\\"}"\nD="${NOPE:-one\ntwo}"\n',
+    "duplicates": "A=1\nB=2\nA=3\nA\nB=${A}\n",
+    "expansion-doubling": "A=xxxxxxxx\n"
+    + "".join(f"{b}=${{{a}}}${{{a}}}\n" for a, b in itertools.pairwise("ABCDEFGHIJKLMNOPQRSTUVWXYZ")),
+    "expansion-fan-out": "V=" + "v" * 1000 + "\n" + "W=" + "${V}" * 200 + "\n" + "BIG2=${BIG}${BIG}\n",
+    "problems": "=x\nA B\nA='unterminated\nB=\"v\" junk\n'k\nC=1\n",
+    "skip-runs-on": "A='x\ny' junk\nB=1\nC='ends with backslash\\'\nD=2\n",
+    "backslash-at-end": 'A=1\nB="x\\',
+    "nul": b"A=1\n# a NUL \x00 in a comment\nB=2\n",
+    "not-utf8": b"A=1\nB=\xff\xfe\nC=3\n",
+    "pem-unquoted": "TLS_KEY=-----BEGIN PRIVATE KEY-----\n"
+    + "\n".join(PEM_BODY)
+    + "\n-----END PRIVATE KEY-----\nNEXT=1\n",
+    "pem-quoted": 'TLS_KEY="-----BEGIN PRIVATE KEY-----\n'
+    + "\n".join(PEM_BODY)
+    + '\n-----END PRIVATE KEY-----"\nNEXT=1\n',
+    "pem-unclosed": "K=-----BEGIN EC PRIVATE KEY-----\n" + "\n".join(PEM_BODY) + "\nA=1\n",
+    "whitespace-only": "\n\r\n  \n\t\x0c\x0b\u2028\u3000\n",
+    "equals": "A=b=c\nB='=='\nC===\nD=#x\nE= #x\n",
+}
+
+
+def slot_ops() -> dict[str, bytes]:
+    """Op sequences for slot_pool (see its `fuzz_target!`): op % 9 is
+    0-2 allocate (request, 2 length bytes), 3-4 free (index), 5 zeroize
+    (index), 6 reserve (request, 2 x 2 length bytes, 2 counts), 7 release
+    unused arenas, 8 check. Requests: 0 secretmem, 1 locked, 2 unlocked,
+    3 auto, 4 transient."""
+
+    def length(n: int) -> bytes:
+        # Bit 0 chooses a slot size (0..=1024) or a large one (up to 5 pages).
+        return ((n << 1) | (n > 1024)).to_bytes(2, "little")
+
+    def alloc(req: int, n: int) -> bytes:
+        return bytes([0, req]) + length(n)
+
+    def free(i: int) -> bytes:
+        return bytes([3, i])
+
+    check, release = bytes([8]), bytes([7])
+    seeds = {
+        "each-request-small": b"".join(alloc(r, 32) for r in range(5))
+        + check
+        + b"".join(free(0) for _ in range(5)),
+        "each-request-large": b"".join(alloc(r, 5000) for r in range(5)) + check + free(2) + free(0) + check,
+        "class-boundaries": b"".join(
+            alloc(2, n)
+            for n in (0, 16, 17, 32, 33, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1025, 4088, 4089)
+        )
+        + check,
+        "locked-page-and-a-half": b"".join(alloc(1, 32) for _ in range(150))
+        + check
+        + b"".join(free(100) for _ in range(40))
+        + check,
+        "secretmem-churn": b"".join(alloc(0, 64) + free(0) for _ in range(20)) + check,
+        "zeroize": alloc(3, 100) + alloc(3, 2000) + bytes([5, 0, 5, 1]) + check,
+        "reserve-then-release": bytes([6, 3])
+        + length(32)
+        + length(700)
+        + bytes([100, 20])
+        + alloc(3, 32)
+        + check
+        + release
+        + check,
+        "reserve-locked-large-batch": bytes([6, 1])
+        + length(48)
+        + length(48)
+        + bytes([255, 255])
+        + check
+        + release
+        + check,
+    }
+    return seeds
+
+
+def main() -> None:
+    for target, seeds in (
+        ("dotenv_parse", {k: v.encode() if isinstance(v, str) else v for k, v in DOTENV.items()}),
+        ("slot_pool", slot_ops()),
+    ):
+        out = CORPUS / target
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for name, content in seeds.items():
+            (out / name).write_bytes(content)
+
+
+if __name__ == "__main__":
+    main()
