@@ -8,7 +8,7 @@ APT_PACKAGES_BENCH := libsodium23
 APT_PACKAGES_TEST := dbus gnome-keyring
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test-deps run doctor test lint test-rust test-python bench fuzz-deps fuzz asan
+.PHONY: help setup test-deps run doctor test lint test-rust test-python wheel test-venv bench fuzz-deps fuzz asan
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,22 +27,45 @@ test-deps: ## Debian packages the tests need (dbus, gnome-keyring), installed wh
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $(APT_PACKAGES_TEST); }
 
-test: test-deps setup lint test-rust test-python ## Set up, then every check: lints, Rust unit tests, pytest
+test: test-deps lint test-rust test-python ## Every check, against the built wheel: lints, stubtest, Rust unit tests, pytest
 
-lint: ## cargo fmt, clippy -D warnings, ruff, mypy --strict, stubtest
+# The tests run against the wheel a user would install, not the source tree:
+# the abi3 wheel is built (release), installed into a fresh virtualenv with
+# the test and lint extras, and pytest runs in a copy of the repository
+# without the cypher_cell/ package, so every import (children's included)
+# finds the installed one. A file left out of the wheel fails the tests.
+WHEEL_DIR := target/wheels
+TEST_VENV := target/test-venv
+TEST_TREE := target/test-tree
+VENV_PY := $(CURDIR)/$(TEST_VENV)/bin/python
+
+wheel: ## Build the abi3 wheel (release) into target/wheels
+	$(PIP) install --quiet 'maturin>=1.9.4,<2'
+	rm -rf $(WHEEL_DIR)
+	$(PYTHON) -m maturin build --release --quiet --out $(WHEEL_DIR)
+
+test-venv: wheel ## A fresh virtualenv with the wheel and its test and lint extras installed
+	rm -rf $(TEST_VENV)
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(VENV_PY) -m pip install --quiet --disable-pip-version-check "$$(ls $(WHEEL_DIR)/*.whl)[test,lint]"
+	rm -rf $(TEST_TREE) && mkdir -p $(TEST_TREE)
+	tar -c --exclude=./.git --exclude=./target --exclude=./cypher_cell --exclude=./fuzz/target \
+	  --exclude=./fuzz/grown --exclude='*.so' --exclude=__pycache__ . | tar -x -C $(TEST_TREE)
+
+lint: test-venv ## cargo fmt, clippy -D warnings, ruff, mypy --strict, stubtest of the installed stub
 	cargo fmt --check
 	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets --quiet -- -D warnings
-	ruff check .
-	ruff format --check .
-	mypy
-	$(PYTHON) -m mypy.stubtest cypher_cell._native --allowlist stubtest-allowlist.txt
+	$(TEST_VENV)/bin/ruff check .
+	$(TEST_VENV)/bin/ruff format --check .
+	$(TEST_VENV)/bin/mypy
+	cd $(TEST_TREE) && $(VENV_PY) -m mypy.stubtest cypher_cell._native --allowlist stubtest-allowlist.txt
 
 test-rust: ## Rust unit tests (allocator, cell state machine)
 	cargo test --quiet
 
-test-python: ## pytest: the API and the kernel's own accounts
-	$(PYTHON) -m pytest
+test-python: test-venv ## pytest against the installed wheel: the API and the kernel's own accounts
+	cd $(TEST_TREE) && PATH="$(CURDIR)/$(TEST_VENV)/bin:$$PATH" $(VENV_PY) -m pytest
 
 bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
 	@command -v apt-get >/dev/null && { ldconfig -p | grep -q libsodium.so || \
