@@ -9,7 +9,7 @@ Run from the repository root (cypher_cell must be importable, e.g. after
     python bench/bench_cell.py --json out.json  # also write the figures as JSON
     python bench/bench_cell.py --check          # exit 1 when a target FAILs
 
-What it measures (see the "Anchors" section of DESIGN.md):
+What it measures (the anchors recorded earlier are in bench/README.md):
 
 1. Per-operation cost of "create + reveal + wipe" of a 32-byte secret:
    ``CypherCell(secret)`` (protection "auto") and ``protection="locked"``;
@@ -57,7 +57,7 @@ TARGET_SPEEDUP = 20.0
 TARGET_VMLCK_MIB = 8.0
 TARGET_MAPS = 64
 
-# The figures DESIGN.md recorded on this machine, printed for reference only.
+# The anchors recorded earlier on this machine (bench/README.md), printed for reference only.
 DOC_ANCHORS = {"libsodium": "25.5 us", "pydantic": "0.18 us", "libsodium_live": "16,368"}
 
 perf_ns = time.perf_counter_ns
@@ -530,7 +530,7 @@ def print_report(r: Report) -> None:
     ours = timings["ours_auto"].median_us
     head = (
         f"   {'contender':<14}{'operation':<52}{'ops/batch':>10}{'median':>9}{'min':>9}{'max':>9}"
-        f"{'vs ours':>9}  DESIGN.md"
+        f"{'vs ours':>9}  recorded"
     )
     p(head)
     p("   " + "-" * (len(head) - 3))
@@ -584,7 +584,7 @@ def print_report(r: Report) -> None:
         p(
             f"   libsodium: maps before the fill {sod.extra['maps_before']:,}, vm.max_map_count "
             f"{sod.extra['max_map_count']}, {sod.maps_delta / max(sod.live, 1):.2f} mappings per secret; "
-            f"DESIGN.md anchor {DOC_ANCHORS['libsodium_live']} live"
+            f"recorded anchor {DOC_ANCHORS['libsodium_live']} live"
         )
     p()
 

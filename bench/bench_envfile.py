@@ -62,7 +62,7 @@ SIZES = (1_000, 10_000, 100_000)
 TARGET_SPEEDUP = 100.0
 TARGET_LINEARITY = 12.0
 TARGET_IMPORT_MS = 50.0
-# What DESIGN.md recorded for python-dotenv on this machine (reference only).
+# What was recorded earlier for python-dotenv on this machine (bench/README.md; reference only).
 DOC_ANCHORS_MS = {1_000: 36.6, 10_000: 1315.0}
 
 
@@ -271,7 +271,7 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> bool:
     if r["python_dotenv"] and not args.full and not args.quick:
         p("python-dotenv is not run at 100,000 keys: it is quadratic and takes minutes (--full runs it)")
     p(
-        f"DESIGN.md's python-dotenv anchors on this machine: {DOC_ANCHORS_MS[1_000]} ms at 1,000 keys, "
+        f"python-dotenv anchors recorded earlier on this machine: {DOC_ANCHORS_MS[1_000]} ms at 1,000 keys, "
         f"{DOC_ANCHORS_MS[10_000]:,.0f} ms at 10,000"
     )
     sizes = r["sizes"]

@@ -14,7 +14,7 @@ Residue measured on the development machine (Debian 12, gnome-keyring 42.1,
 keyring 25.7.0, secretstorage 3.5.0, cryptography 48.0.0; copies of the
 secret, raw + UTF-16/32-LE forms, in a child after it dropped the value or
 closed the store; 42 runs each): keyring.get_password() + del leaves 2 every
-time (the DESIGN.md anchor); Keyring on the Secret Service fast path leaves
+time (the anchor in docs/providers.md); Keyring on the Secret Service fast path leaves
 0 every time; Keyring through get_password() leaves 0 or 1 (keyring's own
 freed copies, partly overwritten by later allocations: not zeroed by us).
 With a live cell in locked memory the fast path shows exactly 1 copy (the
