@@ -132,7 +132,7 @@ fn too_large(shown: &str, size: Option<u64>, max: usize) -> Error {
 
 fn read_some(mut file: &File, into: &mut [u8]) -> std::io::Result<usize> {
     loop {
-        match file.read(into) {
+        match crate::memory::fault::read_check().and_then(|()| file.read(into)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             done => return done,
         }

@@ -19,6 +19,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::fault::{self, Call};
 use super::sys::{SysError, SysResult};
 
 /// The longest line the kernel's terminal line discipline (n_tty) delivers in
@@ -31,9 +32,12 @@ pub const LINE_LIMIT: usize = 4095;
 /// hand `EINTR` back to anyone.
 const RESTORE_RETRIES: usize = 16;
 
-fn last_error(call: &'static str) -> SysError {
+fn last_error(call: Call) -> SysError {
     let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    SysError { call, errno }
+    SysError {
+        call: call.label(),
+        errno,
+    }
 }
 
 fn retrying<T>(mut call: impl FnMut() -> SysResult<T>) -> SysResult<T> {
@@ -60,10 +64,11 @@ impl Terminal {
     /// with `ENOTTY` (from `tcgetattr`).
     pub fn open(path: &CStr) -> SysResult<Terminal> {
         let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        fault::check(Call::TtyOpen)?;
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
         let fd = unsafe { libc::open(path.as_ptr(), flags) };
         if fd < 0 {
-            return Err(last_error("open"));
+            return Err(last_error(Call::TtyOpen));
         }
         // SAFETY: `fd` was just returned by open and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -73,11 +78,12 @@ impl Terminal {
     }
 
     fn attributes(&self) -> SysResult<libc::termios> {
+        fault::check(Call::Tcgetattr)?;
         let mut attrs = MaybeUninit::<libc::termios>::uninit();
         // SAFETY: tcgetattr writes a whole termios through the pointer, which
         // points at memory of that size and alignment.
         if unsafe { libc::tcgetattr(self.fd.as_raw_fd(), attrs.as_mut_ptr()) } != 0 {
-            return Err(last_error("tcgetattr"));
+            return Err(last_error(Call::Tcgetattr));
         }
         // SAFETY: initialised by the successful tcgetattr above.
         Ok(unsafe { attrs.assume_init() })
@@ -87,18 +93,20 @@ impl Terminal {
     /// pending output to drain, which never ends while output is stopped
     /// (Ctrl-S); input is discarded separately by [`Self::discard_input`].
     fn set_attributes(&self, attrs: &libc::termios) -> SysResult<()> {
+        fault::check(Call::Tcsetattr)?;
         // SAFETY: tcsetattr only reads the termios behind the reference.
         if unsafe { libc::tcsetattr(self.fd.as_raw_fd(), libc::TCSANOW, attrs) } != 0 {
-            return Err(last_error("tcsetattr"));
+            return Err(last_error(Call::Tcsetattr));
         }
         Ok(())
     }
 
     /// Discards input received but not yet read.
     fn discard_input(&self) -> SysResult<()> {
+        fault::check(Call::Tcflush)?;
         // SAFETY: tcflush takes no pointers.
         if unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCIFLUSH) } != 0 {
-            return Err(last_error("tcflush"));
+            return Err(last_error(Call::Tcflush));
         }
         Ok(())
     }
@@ -172,13 +180,14 @@ impl EchoOff<'_> {
     /// write returns `Err` with `EINTR`: call again to go on.
     pub fn write_all(&mut self, bytes: &[u8], written: &mut usize) -> SysResult<()> {
         while let Some(rest) = bytes.get(*written..).filter(|r| !r.is_empty()) {
+            fault::check(Call::TtyWrite)?;
             // SAFETY: write reads at most rest.len() bytes from rest.
             let n = unsafe { libc::write(self.fd(), rest.as_ptr().cast(), rest.len()) };
             match usize::try_from(n) {
-                Err(_) => return Err(last_error("write")),
+                Err(_) => return Err(last_error(Call::TtyWrite)),
                 Ok(0) => {
                     return Err(SysError {
-                        call: "write",
+                        call: Call::TtyWrite.label(),
                         errno: libc::EIO,
                     })
                 }
@@ -202,11 +211,12 @@ impl EchoOff<'_> {
             let Some(rest) = buf.get_mut(*filled..).filter(|r| !r.is_empty()) else {
                 return Ok(LineEnd::Full);
             };
+            fault::check(Call::TtyRead)?;
             // SAFETY: read writes at most rest.len() bytes into rest, which is
             // writable memory borrowed mutably for the call.
             let n = unsafe { libc::read(self.fd(), rest.as_mut_ptr().cast(), rest.len()) };
             match usize::try_from(n) {
-                Err(_) => return Err(last_error("read")),
+                Err(_) => return Err(last_error(Call::TtyRead)),
                 Ok(0) => return Ok(LineEnd::Eof),
                 Ok(n) => {
                     *filled += n;
