@@ -168,6 +168,32 @@ pub unsafe fn release(addr: NonNull<u8>, len: usize) -> SysResult<()> {
     Ok(())
 }
 
+/// For a reservation [`release`] could not unmap: maps inaccessible,
+/// unbacked memory over it (`MAP_FIXED`), which returns its pages to the
+/// kernel and ends their locks; only the address range stays taken. Not
+/// subject to fault injection: it is the fallback of a failure.
+///
+/// # Safety
+/// As for [`release`].
+pub unsafe fn abandon(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: per the caller's contract nothing refers to the range, which
+    // is ours; MAP_FIXED replaces only it.
+    let mapped = unsafe {
+        libc::mmap(
+            addr.as_ptr().cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(SysError::last(Call::Mmap));
+    }
+    Ok(())
+}
+
 fn madvise(addr: NonNull<u8>, len: usize, advice: libc::c_int, call: Call) -> SysResult<()> {
     fault::check(call)?;
     // SAFETY: madvise with these advice values changes dump/fork behaviour
