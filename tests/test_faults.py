@@ -1,5 +1,10 @@
-"""Failures of OS calls, injected: each must end with a clean error or a
-documented fallback, a working next cell and nothing left locked.
+"""Fault loops, in the manner of SQLite's OOM tests: the Nth OS call of each
+kind is made to fail, for every N a scenario reaches, with each errno that
+kind can return, once or from then on. Every run must end with a clean
+error or a documented fallback, a working next cell and nothing left
+locked (VmLck from /proc/self/status). The loops run in fault_runner.py,
+one child interpreter per scenario and a forked child per run, so that a
+crash is a signal in a wait status, not the end of pytest.
 
 The failures are injected by cypher_cell._native._fault_arm() (native/
 memory/fault.rs): compiled in, inert until armed.
@@ -8,12 +13,66 @@ memory/fault.rs): compiled in, inert until armed.
 from __future__ import annotations
 
 import errno
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from kernel import run_child
 
 from cypher_cell import _native
+
+RUNNER = Path(__file__).with_name("fault_runner.py")
+
+# Each scenario, and call kinds its operation must reach: proof that the
+# loops are wired to the call points they claim to cover.
+SCENARIOS: dict[str, set[str]] = {
+    "create-auto": {
+        "mmap",
+        "memfd_secret",
+        "ftruncate",
+        "mmap_secretmem",
+        "madvise_dontdump",
+        "madvise_dontfork",
+    },
+    "create-secretmem": {"memfd_secret", "mmap_secretmem"},
+    "create-locked": {"mmap", "mprotect", "madvise_dontdump", "madvise_wipeonfork", "mlock"},
+    "create-unlocked": {"mmap", "mprotect", "madvise_wipeonfork"},
+    "large": {"mmap", "memfd_secret", "mlock"},
+    "reveal": set(),
+    "expose": set(),
+    "wipe": {"munmap", "munlock"},
+    "ttl": {"mlock", "munmap"},
+    "volatile": {"mlock", "munmap"},
+    "envfile-3": {"file_read", "mlock", "memfd_secret"},
+    "envfile-2000": {"file_read", "mlock", "memfd_secret", "munmap"},
+    "prompt": {"tty_open", "tcgetattr", "tcsetattr", "tcflush", "tty_write", "tty_read", "memfd_secret"},
+    "fork": {"memfd_secret", "mlock"},
+    "doctor": {"prctl", "getrlimit", "mlock", "memfd_secret"},
+}
+
+
+def run_scenario(name: str) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, str(RUNNER), name], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_injected_failure_ends_cleanly(scenario: str) -> None:
+    result = run_scenario(scenario)
+    clean = result["clean"]
+    assert isinstance(clean, dict)
+    assert "bad" in result and not result["bad"], json.dumps(result["bad"], indent=1)
+    counted = {kind for kind, n in clean["counts"].items() if n}
+    assert SCENARIOS[scenario] <= counted, f"call points not reached: {SCENARIOS[scenario] - counted}"
+    if scenario in ("reveal", "expose"):
+        assert counted == set(), "reading a cell makes no OS call, so it cannot fail"
+    else:
+        assert isinstance(result["combos"], int) and result["combos"] >= len(counted)
 
 
 def test_an_armed_failure_reaches_the_caller_and_disarms() -> None:

@@ -12,7 +12,8 @@
 //! buffer until they are read (outside this process). A signal whose default
 //! action ends the process (SIGKILL; SIGTERM or SIGHUP without a handler)
 //! leaves echo off, as it does for getpass(3) and readpassphrase(3);
-//! `stty sane` turns it back on.
+//! `stty sane` turns it back on. So does a restore the kernel refuses (a
+//! hung-up terminal answers EIO): it is reported as [`RESTORE_CALL`] failing.
 
 use std::ffi::CStr;
 use std::io;
@@ -27,6 +28,10 @@ use super::sys::{SysError, SysResult};
 /// beyond it are dropped without telling the reader, so a line that reaches
 /// this length may have been cut short.
 pub const LINE_LIMIT: usize = 4095;
+
+/// The name a failed restore of the saved attributes is reported under, so
+/// that the caller can say echo may be left off.
+pub const RESTORE_CALL: &str = "tcsetattr(restore)";
 
 /// Bounded retries for the calls that restore the terminal, which cannot
 /// hand `EINTR` back to anyone.
@@ -243,7 +248,11 @@ impl EchoOff<'_> {
         // wait for output to drain. The newline comes last, so that output
         // stopped by Ctrl-S can delay only it, never the restoring.
         let discarded = retrying(|| self.terminal.discard_input());
-        let restored = retrying(|| self.terminal.set_attributes(&self.saved));
+        let restored =
+            retrying(|| self.terminal.set_attributes(&self.saved)).map_err(|e| SysError {
+                call: RESTORE_CALL,
+                errno: e.errno,
+            });
         let newline = if self.prompted {
             let mut written = 0;
             retrying(|| self.write_all(b"\n", &mut written))
