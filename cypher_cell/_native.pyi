@@ -12,6 +12,10 @@ __all__ = [
     "Exposure",
     "Loaded",
     "__version__",
+    "_fault_arm",
+    "_fault_calls",
+    "_fault_disarm",
+    "_fault_kinds",
     "_pool_stats",
     "_probe",
     "_wipe_all",
@@ -82,6 +86,12 @@ class Exposure:
 def _wipe_all() -> int: ...
 def _pool_stats() -> dict[str, int]: ...
 def _probe() -> dict[str, object]: ...
+
+# native/memory/fault.rs: for the fault loops (tests/test_faults.py) only; inert until armed.
+def _fault_arm(kind: str, nth: int, errno: int, persistent: bool = False) -> None: ...
+def _fault_disarm() -> None: ...
+def _fault_calls(kind: str) -> int: ...
+def _fault_kinds() -> list[str]: ...
 
 # native/prompt.rs: the native half of Prompt (the answer is read into locked memory).
 def prompt_cell(

@@ -581,6 +581,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::dotenv_py::register(m)?;
     crate::sources::register(m)?;
     crate::prompt::register(m)?;
+    crate::memory::fault::register(m)?;
     Ok(())
 }
 

@@ -153,7 +153,7 @@ fn check_signals() -> Result<(), Error> {
 /// handlers run, and an exception they raise ends the read.
 fn read_some(mut file: &File, into: &mut [u8], shown: &str) -> Result<usize, Error> {
     loop {
-        match file.read(into) {
+        match crate::memory::fault::read_check().and_then(|()| file.read(into)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => check_signals()?,
             Err(e) => {
                 return Err(Error::Provider(format!(

@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use crate::bindings::{CellOptions, CypherCell};
 use crate::errors::{lock_message, Error};
 use crate::memory::sys::{SysError, SysResult};
-use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT};
+use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
 use crate::memory::{PerProcess, Requested, SecretBuf, Tier};
 
 const CONTROLLING_TERMINAL: &str = "/dev/tty";
@@ -255,6 +255,13 @@ fn terminal_error(py: Python<'_>, tty_path: &str, e: SysError) -> PyErr {
             }
         }
         ("tcgetattr", libc::ENOTTY) => format!("prompt: {tty_path} is not a terminal ({e})"),
+        (RESTORE_CALL, _) => {
+            let message = format!(
+                "prompt: the terminal {tty_path} could not be restored ({e}): echo may be left \
+                 off; `stty sane` turns it back on"
+            );
+            return Error::Provider(message).into();
+        }
         _ => {
             return Error::Provider(format!("prompt: the terminal {tty_path} failed ({e})")).into()
         }

@@ -9,6 +9,7 @@
 //! - [`pybytes`]: zeroing a Python `bytes` object in place (environ scrub).
 //! - [`pygc`]: keeping our own small objects off Python's cycle collector.
 //! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
+//! - [`fault`]: the tests' way to make the Nth OS call of a kind fail (inert unless armed).
 //!
 //! Where the guarantees stop: the engine keeps bytes out of swap, dumps and
 //! children and zeroes them when freed. It cannot zero copies the
@@ -16,6 +17,7 @@
 //! `expose()` is open Python code reads the bytes without the engine's lock.
 
 pub mod export;
+pub mod fault;
 mod per_process;
 mod pool;
 pub mod pybytes;

@@ -324,6 +324,13 @@ impl Pool {
         })
     }
 
+    /// A canary for a secret outside the slots (a large region's): from
+    /// the generator the slots use, so a missing getrandom (ENOSYS under
+    /// some seccomp filters) costs unpredictability, never the secret.
+    pub fn canary(&mut self) -> u64 {
+        self.rng.next() | 1
+    }
+
     /// Makes room for `count` more slots of `class` at once, in as few
     /// arenas as the size cap allows, instead of the doubling steps `alloc`
     /// takes one by one: for a batch of secrets (a `.env` file's cells). No

@@ -172,8 +172,15 @@ impl Drop for Region {
             sys::unregister_window(slot);
         }
         // SAFETY: the owner holds no references into the region any more (it
-        // is being dropped); a failure leaves the mapping in place, which is
-        // safe, merely leaked.
-        let _ = unsafe { sys::release(self.base, self.total_len) };
+        // is being dropped). If munmap fails, the range is replaced by an
+        // unbacked PROT_NONE one: the pages, and their locks, go back to
+        // the kernel (otherwise they would stay locked, charged to
+        // RLIMIT_MEMLOCK, until the process ends); if that fails too, the
+        // mapping is leaked as it is (zeroed by its owner).
+        unsafe {
+            if sys::release(self.base, self.total_len).is_err() {
+                let _ = sys::abandon(self.base, self.total_len);
+            }
+        }
     }
 }

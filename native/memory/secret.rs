@@ -168,9 +168,7 @@ impl SecretBuf {
                 .checked_add(CANARY_LEN + page - 1)
                 .ok_or(fail(too_big))?;
             let region = Region::new(tier, bytes / page, true).map_err(fail)?;
-            let mut random = [0u8; 8];
-            sys::fill_random(&mut random).map_err(fail)?;
-            canary = u64::from_le_bytes(random) | 1;
+            canary = pool().canary();
             // SAFETY: the region holds len + CANARY_LEN bytes; nothing else
             // references it yet.
             unsafe { region.data().add(len).cast::<u64>().write_unaligned(canary) };

@@ -14,6 +14,8 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
+use super::fault::{self, Call};
+
 /// A failed system call: which one, and the errno it returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SysError {
@@ -22,9 +24,12 @@ pub struct SysError {
 }
 
 impl SysError {
-    fn last(call: &'static str) -> Self {
+    fn last(call: Call) -> Self {
         let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        SysError { call, errno }
+        SysError {
+            call: call.label(),
+            errno,
+        }
     }
 
     /// The limit-shaped failures: retrying after raising RLIMIT_MEMLOCK may help.
@@ -58,6 +63,7 @@ pub fn page_size() -> usize {
 /// opens a window inside it with [`open_anonymous`] or [`open_secretmem`];
 /// what stays `PROT_NONE` is the guard pages.
 pub fn reserve(len: usize) -> SysResult<NonNull<u8>> {
+    fault::check(Call::Mmap)?;
     // SAFETY: an anonymous PROT_NONE mapping at a kernel-chosen address touches
     // no existing memory.
     let addr = unsafe {
@@ -71,10 +77,10 @@ pub fn reserve(len: usize) -> SysResult<NonNull<u8>> {
         )
     };
     if addr == libc::MAP_FAILED {
-        return Err(SysError::last("mmap"));
+        return Err(SysError::last(Call::Mmap));
     }
     NonNull::new(addr.cast()).ok_or(SysError {
-        call: "mmap",
+        call: Call::Mmap.label(),
         errno: libc::ENOMEM,
     })
 }
@@ -86,6 +92,7 @@ pub fn reserve(len: usize) -> SysResult<NonNull<u8>> {
 /// The range must lie inside a reservation made by [`reserve`] that no
 /// reference points into.
 pub unsafe fn open_anonymous(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    fault::check(Call::Mprotect)?;
     // SAFETY: per the caller's contract the range is ours and unreferenced.
     let rc = unsafe {
         libc::mprotect(
@@ -95,7 +102,7 @@ pub unsafe fn open_anonymous(addr: NonNull<u8>, len: usize) -> SysResult<()> {
         )
     };
     if rc != 0 {
-        return Err(SysError::last("mprotect"));
+        return Err(SysError::last(Call::Mprotect));
     }
     Ok(())
 }
@@ -107,21 +114,24 @@ pub unsafe fn open_anonymous(addr: NonNull<u8>, len: usize) -> SysResult<()> {
 /// # Safety
 /// As for [`open_anonymous`].
 pub unsafe fn open_secretmem(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    fault::check(Call::MemfdSecret)?;
     // SAFETY: memfd_secret takes only a flags word.
     let fd = unsafe { libc::syscall(libc::SYS_memfd_secret, libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(SysError::last("memfd_secret"));
+        return Err(SysError::last(Call::MemfdSecret));
     }
     let fd = fd as libc::c_int;
     let result = (|| {
         let size = libc::off_t::try_from(len).map_err(|_| SysError {
-            call: "ftruncate",
+            call: Call::Ftruncate.label(),
             errno: libc::EFBIG,
         })?;
+        fault::check(Call::Ftruncate)?;
         // SAFETY: fd is the descriptor just returned to us.
         if unsafe { libc::ftruncate(fd, size) } != 0 {
-            return Err(SysError::last("ftruncate"));
+            return Err(SysError::last(Call::Ftruncate));
         }
+        fault::check(Call::MmapSecretmem)?;
         // SAFETY: MAP_FIXED over our own reservation (caller's contract); the
         // kernel replaces only those pages.
         let mapped = unsafe {
@@ -135,7 +145,7 @@ pub unsafe fn open_secretmem(addr: NonNull<u8>, len: usize) -> SysResult<()> {
             )
         };
         if mapped == libc::MAP_FAILED {
-            return Err(SysError::last("mmap(memfd_secret)"));
+            return Err(SysError::last(Call::MmapSecretmem));
         }
         Ok(())
     })();
@@ -150,19 +160,42 @@ pub unsafe fn open_secretmem(addr: NonNull<u8>, len: usize) -> SysResult<()> {
 /// # Safety
 /// No reference into the range may outlive this call.
 pub unsafe fn release(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    fault::check(Call::Munmap)?;
     // SAFETY: per the caller's contract.
     if unsafe { libc::munmap(addr.as_ptr().cast(), len) } != 0 {
-        return Err(SysError::last("munmap"));
+        return Err(SysError::last(Call::Munmap));
     }
     Ok(())
 }
 
-fn madvise(
-    addr: NonNull<u8>,
-    len: usize,
-    advice: libc::c_int,
-    call: &'static str,
-) -> SysResult<()> {
+/// For a reservation [`release`] could not unmap: maps inaccessible,
+/// unbacked memory over it (`MAP_FIXED`), which returns its pages to the
+/// kernel and ends their locks; only the address range stays taken. Not
+/// subject to fault injection: it is the fallback of a failure.
+///
+/// # Safety
+/// As for [`release`].
+pub unsafe fn abandon(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    // SAFETY: per the caller's contract nothing refers to the range, which
+    // is ours; MAP_FIXED replaces only it.
+    let mapped = unsafe {
+        libc::mmap(
+            addr.as_ptr().cast(),
+            len,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(SysError::last(Call::Mmap));
+    }
+    Ok(())
+}
+
+fn madvise(addr: NonNull<u8>, len: usize, advice: libc::c_int, call: Call) -> SysResult<()> {
+    fault::check(call)?;
     // SAFETY: madvise with these advice values changes dump/fork behaviour
     // only; it never invalidates memory in this process.
     if unsafe { libc::madvise(addr.as_ptr().cast(), len, advice) } != 0 {
@@ -173,32 +206,34 @@ fn madvise(
 
 /// Keeps the range out of core dumps.
 pub fn dont_dump(addr: NonNull<u8>, len: usize) -> SysResult<()> {
-    madvise(addr, len, libc::MADV_DONTDUMP, "madvise(MADV_DONTDUMP)")
+    madvise(addr, len, libc::MADV_DONTDUMP, Call::MadviseDontdump)
 }
 
 /// A forked child sees the range as zero-filled (private anonymous only).
 pub fn wipe_on_fork(addr: NonNull<u8>, len: usize) -> SysResult<()> {
-    madvise(addr, len, libc::MADV_WIPEONFORK, "madvise(MADV_WIPEONFORK)")
+    madvise(addr, len, libc::MADV_WIPEONFORK, Call::MadviseWipeonfork)
 }
 
 /// A forked child does not get the range mapped at all (works for the shared
 /// secretmem mapping, where WIPEONFORK is refused).
 pub fn dont_fork(addr: NonNull<u8>, len: usize) -> SysResult<()> {
-    madvise(addr, len, libc::MADV_DONTFORK, "madvise(MADV_DONTFORK)")
+    madvise(addr, len, libc::MADV_DONTFORK, Call::MadviseDontfork)
 }
 
 pub fn lock(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    fault::check(Call::Mlock)?;
     // SAFETY: mlock only pins pages of a mapping we own.
     if unsafe { libc::mlock(addr.as_ptr().cast(), len) } != 0 {
-        return Err(SysError::last("mlock"));
+        return Err(SysError::last(Call::Mlock));
     }
     Ok(())
 }
 
 pub fn unlock(addr: NonNull<u8>, len: usize) -> SysResult<()> {
+    fault::check(Call::Munlock)?;
     // SAFETY: munlock only unpins pages of a mapping we own.
     if unsafe { libc::munlock(addr.as_ptr().cast(), len) } != 0 {
-        return Err(SysError::last("munlock"));
+        return Err(SysError::last(Call::Munlock));
     }
     Ok(())
 }
@@ -219,13 +254,14 @@ pub unsafe fn zero(addr: NonNull<u8>, len: usize) {
 pub type Limit = (Option<u64>, Option<u64>);
 
 pub fn get_rlimit(resource: libc::__rlimit_resource_t) -> SysResult<Limit> {
+    fault::check(Call::Getrlimit)?;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we pass.
     if unsafe { libc::getrlimit(resource, &mut lim) } != 0 {
-        return Err(SysError::last("getrlimit"));
+        return Err(SysError::last(Call::Getrlimit));
     }
     let conv = |v: libc::rlim_t| (v != libc::RLIM_INFINITY).then_some(v);
     Ok((conv(lim.rlim_cur), conv(lim.rlim_max)))
@@ -242,21 +278,23 @@ pub fn core_limit() -> SysResult<Limit> {
 /// Raises the soft RLIMIT_MEMLOCK to the hard limit. `Ok(true)` when the soft
 /// limit changed.
 pub fn raise_memlock_soft_limit() -> SysResult<bool> {
+    fault::check(Call::Getrlimit)?;
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we pass.
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
-        return Err(SysError::last("getrlimit"));
+        return Err(SysError::last(Call::Getrlimit));
     }
     if lim.rlim_cur == lim.rlim_max {
         return Ok(false);
     }
     lim.rlim_cur = lim.rlim_max;
+    fault::check(Call::Setrlimit)?;
     // SAFETY: setrlimit reads the struct we pass.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
-        return Err(SysError::last("setrlimit"));
+        return Err(SysError::last(Call::Setrlimit));
     }
     Ok(true)
 }
@@ -266,26 +304,30 @@ pub fn fill_random(buf: &mut [u8]) -> SysResult<()> {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];
-        // SAFETY: getrandom writes at most rest.len() bytes into rest.
-        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if n < 0 {
-            let err = SysError::last("getrandom");
-            if err.errno == libc::EINTR {
-                continue;
-            }
-            return Err(err);
+        let n = match fault::check(Call::Getrandom) {
+            // SAFETY: getrandom writes at most rest.len() bytes into rest.
+            Ok(()) => match unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) } {
+                n if n < 0 => Err(SysError::last(Call::Getrandom)),
+                n => Ok(n as usize),
+            },
+            Err(injected) => Err(injected),
+        };
+        match n {
+            Err(e) if e.errno == libc::EINTR => continue,
+            Err(e) => return Err(e),
+            Ok(n) => filled += n,
         }
-        filled += n as usize;
     }
     Ok(())
 }
 
 /// Whether the process may produce a core dump (`prctl(PR_GET_DUMPABLE)`).
 pub fn dumpable() -> SysResult<bool> {
+    fault::check(Call::Prctl)?;
     // SAFETY: PR_GET_DUMPABLE takes no pointer arguments.
     let rc = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
     if rc < 0 {
-        return Err(SysError::last("prctl(PR_GET_DUMPABLE)"));
+        return Err(SysError::last(Call::Prctl));
     }
     Ok(rc != 0)
 }
@@ -503,13 +545,13 @@ struct OpenHow {
     resolve: u64,
 }
 
-fn owned_fd(rc: libc::c_long, call: &'static str) -> SysResult<std::os::fd::OwnedFd> {
+fn owned_fd(rc: libc::c_long, call: Call) -> SysResult<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     if rc < 0 {
         return Err(SysError::last(call));
     }
     let fd = std::os::fd::RawFd::try_from(rc).map_err(|_| SysError {
-        call,
+        call: call.label(),
         errno: libc::EBADF,
     })?;
     // SAFETY: the kernel just returned this descriptor to us and nothing else
@@ -527,6 +569,7 @@ pub fn openat2_beneath(
     name: &std::ffi::CStr,
     flags: libc::c_int,
 ) -> SysResult<std::os::fd::OwnedFd> {
+    fault::check(Call::Openat2)?;
     let how = OpenHow {
         flags: u64::from(flags.unsigned_abs()),
         mode: 0,
@@ -544,7 +587,7 @@ pub fn openat2_beneath(
             std::mem::size_of::<OpenHow>(),
         )
     };
-    owned_fd(rc, "openat2")
+    owned_fd(rc, Call::Openat2)
 }
 
 /// `openat(dir, name, flags)`: `name` is resolved by the kernel's usual rules
@@ -554,22 +597,24 @@ pub fn openat(
     name: &std::ffi::CStr,
     flags: libc::c_int,
 ) -> SysResult<std::os::fd::OwnedFd> {
+    fault::check(Call::Openat)?;
     // SAFETY: `name` is NUL-terminated; no mode is read without O_CREAT.
     let rc = unsafe { libc::openat(dir, name.as_ptr(), flags) };
-    owned_fd(libc::c_long::from(rc), "openat")
+    owned_fd(libc::c_long::from(rc), Call::Openat)
 }
 
 /// `readlinkat(dir, name)`: the symlink's target, or `EINVAL` when `name`
 /// is not a symlink.
 pub fn readlinkat(dir: std::os::fd::RawFd, name: &std::ffi::CStr) -> SysResult<Vec<u8>> {
+    fault::check(Call::Readlinkat)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize];
     // SAFETY: the kernel writes at most buf.len() bytes into buf.
     let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    let n = usize::try_from(n).map_err(|_| SysError::last("readlinkat"))?;
+    let n = usize::try_from(n).map_err(|_| SysError::last(Call::Readlinkat))?;
     if n >= buf.len() {
         // Possibly cut short: a target this long cannot be a path anyway.
         return Err(SysError {
-            call: "readlinkat",
+            call: Call::Readlinkat.label(),
             errno: libc::ENAMETOOLONG,
         });
     }

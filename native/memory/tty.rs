@@ -12,13 +12,15 @@
 //! buffer until they are read (outside this process). A signal whose default
 //! action ends the process (SIGKILL; SIGTERM or SIGHUP without a handler)
 //! leaves echo off, as it does for getpass(3) and readpassphrase(3);
-//! `stty sane` turns it back on.
+//! `stty sane` turns it back on. So does a restore the kernel refuses (a
+//! hung-up terminal answers EIO): it is reported as [`RESTORE_CALL`] failing.
 
 use std::ffi::CStr;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::fault::{self, Call};
 use super::sys::{SysError, SysResult};
 
 /// The longest line the kernel's terminal line discipline (n_tty) delivers in
@@ -27,13 +29,20 @@ use super::sys::{SysError, SysResult};
 /// this length may have been cut short.
 pub const LINE_LIMIT: usize = 4095;
 
+/// The name a failed restore of the saved attributes is reported under, so
+/// that the caller can say echo may be left off.
+pub const RESTORE_CALL: &str = "tcsetattr(restore)";
+
 /// Bounded retries for the calls that restore the terminal, which cannot
 /// hand `EINTR` back to anyone.
 const RESTORE_RETRIES: usize = 16;
 
-fn last_error(call: &'static str) -> SysError {
+fn last_error(call: Call) -> SysError {
     let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    SysError { call, errno }
+    SysError {
+        call: call.label(),
+        errno,
+    }
 }
 
 fn retrying<T>(mut call: impl FnMut() -> SysResult<T>) -> SysResult<T> {
@@ -60,10 +69,11 @@ impl Terminal {
     /// with `ENOTTY` (from `tcgetattr`).
     pub fn open(path: &CStr) -> SysResult<Terminal> {
         let flags = libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC;
+        fault::check(Call::TtyOpen)?;
         // SAFETY: `path` is a NUL-terminated string that outlives the call.
         let fd = unsafe { libc::open(path.as_ptr(), flags) };
         if fd < 0 {
-            return Err(last_error("open"));
+            return Err(last_error(Call::TtyOpen));
         }
         // SAFETY: `fd` was just returned by open and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -73,11 +83,12 @@ impl Terminal {
     }
 
     fn attributes(&self) -> SysResult<libc::termios> {
+        fault::check(Call::Tcgetattr)?;
         let mut attrs = MaybeUninit::<libc::termios>::uninit();
         // SAFETY: tcgetattr writes a whole termios through the pointer, which
         // points at memory of that size and alignment.
         if unsafe { libc::tcgetattr(self.fd.as_raw_fd(), attrs.as_mut_ptr()) } != 0 {
-            return Err(last_error("tcgetattr"));
+            return Err(last_error(Call::Tcgetattr));
         }
         // SAFETY: initialised by the successful tcgetattr above.
         Ok(unsafe { attrs.assume_init() })
@@ -87,18 +98,20 @@ impl Terminal {
     /// pending output to drain, which never ends while output is stopped
     /// (Ctrl-S); input is discarded separately by [`Self::discard_input`].
     fn set_attributes(&self, attrs: &libc::termios) -> SysResult<()> {
+        fault::check(Call::Tcsetattr)?;
         // SAFETY: tcsetattr only reads the termios behind the reference.
         if unsafe { libc::tcsetattr(self.fd.as_raw_fd(), libc::TCSANOW, attrs) } != 0 {
-            return Err(last_error("tcsetattr"));
+            return Err(last_error(Call::Tcsetattr));
         }
         Ok(())
     }
 
     /// Discards input received but not yet read.
     fn discard_input(&self) -> SysResult<()> {
+        fault::check(Call::Tcflush)?;
         // SAFETY: tcflush takes no pointers.
         if unsafe { libc::tcflush(self.fd.as_raw_fd(), libc::TCIFLUSH) } != 0 {
-            return Err(last_error("tcflush"));
+            return Err(last_error(Call::Tcflush));
         }
         Ok(())
     }
@@ -172,13 +185,14 @@ impl EchoOff<'_> {
     /// write returns `Err` with `EINTR`: call again to go on.
     pub fn write_all(&mut self, bytes: &[u8], written: &mut usize) -> SysResult<()> {
         while let Some(rest) = bytes.get(*written..).filter(|r| !r.is_empty()) {
+            fault::check(Call::TtyWrite)?;
             // SAFETY: write reads at most rest.len() bytes from rest.
             let n = unsafe { libc::write(self.fd(), rest.as_ptr().cast(), rest.len()) };
             match usize::try_from(n) {
-                Err(_) => return Err(last_error("write")),
+                Err(_) => return Err(last_error(Call::TtyWrite)),
                 Ok(0) => {
                     return Err(SysError {
-                        call: "write",
+                        call: Call::TtyWrite.label(),
                         errno: libc::EIO,
                     })
                 }
@@ -202,11 +216,12 @@ impl EchoOff<'_> {
             let Some(rest) = buf.get_mut(*filled..).filter(|r| !r.is_empty()) else {
                 return Ok(LineEnd::Full);
             };
+            fault::check(Call::TtyRead)?;
             // SAFETY: read writes at most rest.len() bytes into rest, which is
             // writable memory borrowed mutably for the call.
             let n = unsafe { libc::read(self.fd(), rest.as_mut_ptr().cast(), rest.len()) };
             match usize::try_from(n) {
-                Err(_) => return Err(last_error("read")),
+                Err(_) => return Err(last_error(Call::TtyRead)),
                 Ok(0) => return Ok(LineEnd::Eof),
                 Ok(n) => {
                     *filled += n;
@@ -233,7 +248,11 @@ impl EchoOff<'_> {
         // wait for output to drain. The newline comes last, so that output
         // stopped by Ctrl-S can delay only it, never the restoring.
         let discarded = retrying(|| self.terminal.discard_input());
-        let restored = retrying(|| self.terminal.set_attributes(&self.saved));
+        let restored =
+            retrying(|| self.terminal.set_attributes(&self.saved)).map_err(|e| SysError {
+                call: RESTORE_CALL,
+                errno: e.errno,
+            });
         let newline = if self.prompted {
             let mut written = 0;
             retrying(|| self.write_all(b"\n", &mut written))
