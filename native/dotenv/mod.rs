@@ -1,0 +1,2 @@
+mod parse;
+pub use parse::*;
