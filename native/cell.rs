@@ -1,6 +1,6 @@
 //! The cell state machine: one secret, its read policy (burn after read,
 //! time to live) and every path that wipes it. Plain Rust; the Python class
-//! in `bindings` is a thin shell over `Cell`.
+//! in `py::cell` is a thin shell over `Cell`.
 //!
 //! ```text
 //!            reveal/expose (volatile)          wipe()/drop/exit/fork

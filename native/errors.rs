@@ -39,6 +39,14 @@ impl From<PyErr> for Error {
     }
 }
 
+/// The name of `obj`'s type, for an error message (never its value).
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// An I/O failure in words for messages: the common cases spelled out,
 /// the rest as the OS says them. Never any file content.
 pub fn describe_io(e: &std::io::Error) -> String {

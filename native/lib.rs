@@ -1,19 +1,19 @@
 //! cypher_cell's native core. `memory` is the only module allowed `unsafe`;
-//! the rest is safe Rust over it, and `bindings` is the thin PyO3 layer.
+//! the rest is safe Rust over it, and `py` is the thin PyO3 layer.
 
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
-mod bindings;
+use pyo3::prelude::*;
+
 pub mod cell;
 mod dotenv;
-mod dotenv_py;
 mod errors;
-mod loaded;
 #[allow(unsafe_code)]
 pub mod memory;
-mod prompt;
+mod py;
 pub mod reaper;
-mod sources;
+
+use crate::memory::{export, sys};
 
 /// For the fuzz targets in `fuzz/` only: `cargo fuzz` compiles every crate
 /// with `--cfg fuzzing`, so in any other build (the extension module, `cargo
@@ -24,4 +24,22 @@ mod sources;
 pub mod fuzzing {
     #[cfg(fuzzing)]
     pub use crate::dotenv::*;
+}
+
+/// The extension module `cypher_cell._native`: the fork hooks, then each
+/// PyO3 file's classes and functions.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    export::install_fork_hook(m.py())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::cell::register(m)?;
+    m.add_class::<export::Exposure>()?;
+    py::debug::register(m)?;
+    py::entry::register(m)?;
+    py::dotenv_file::register(m)?;
+    py::environ::register(m)?;
+    py::secrets_file::register(m)?;
+    py::prompt::register(m)?;
+    py::faults::register(m)
 }

@@ -18,10 +18,11 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use zeroize::Zeroizing;
 
-use crate::bindings::{type_name, CellOptions, CypherCell};
+use super::cell::CypherCell;
+use super::entry::Loaded;
+use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
-use crate::errors::{describe_io, lock_message, Error};
-use crate::loaded::Loaded;
+use crate::errors::{describe_io, lock_message, type_name, Error};
 use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
@@ -483,7 +484,7 @@ impl DotenvFile {
         at: &Located,
         options: CellOptions,
     ) -> PyResult<CypherCell> {
-        options.create(py, at.len(), |dest| {
+        CypherCell::create(py, options, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
             buffers.copy(at, dest);
@@ -652,10 +653,7 @@ impl DotenvFile {
                 wanted.push((key, info, at));
             }
         }
-        memory::reserve(
-            options.requested(),
-            wanted.iter().map(|(_, _, at)| at.len()),
-        );
+        memory::reserve(options.requested, wanted.iter().map(|(_, _, at)| at.len()));
         let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> =
             Vec::with_capacity(wanted.len());
         let filled = (|| {

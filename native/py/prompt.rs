@@ -11,7 +11,8 @@ use std::time::Duration;
 use pyo3::exceptions::{PyEOFError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::bindings::{CellOptions, CypherCell};
+use super::cell::CypherCell;
+use super::options::CellOptions;
 use crate::errors::{lock_message, Error};
 use crate::memory::sys::{SysError, SysResult};
 use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
@@ -76,7 +77,7 @@ fn prompt_cell(
             .restore()
             .map_err(|e| terminal_error(py, tty_path, e))?;
         let len = answer.map_err(|refused| refusal_error(refused, limit, max_len))?;
-        options.create(py, len, |cell| {
+        CypherCell::create(py, options, len, |cell| {
             cell.copy_from_slice(&buf[..len]);
             Ok::<(), PyErr>(())
         })

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::bindings::CypherCell;
+use super::cell::CypherCell;
 use crate::memory::pygc::{self, Acyclic};
 
 enum Origin {
