@@ -236,10 +236,6 @@ impl Cell {
     pub fn is_volatile(&self) -> bool {
         self.volatile
     }
-
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
 }
 
 impl Drop for Cell {

@@ -1,17 +1,15 @@
 //! cypher_cell's native core. `memory` is the only module allowed `unsafe`;
 //! the rest is safe Rust over it, and `py` is the thin PyO3 layer.
 
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
-
 use pyo3::prelude::*;
 
-pub mod cell;
+mod cell;
 mod dotenv;
 mod errors;
 #[allow(unsafe_code)]
-pub mod memory;
+mod memory;
 mod py;
-pub mod reaper;
+mod reaper;
 
 use crate::memory::{export, sys};
 
@@ -24,6 +22,12 @@ use crate::memory::{export, sys};
 pub mod fuzzing {
     #[cfg(fuzzing)]
     pub use crate::dotenv::*;
+
+    /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
+    #[cfg(fuzzing)]
+    pub mod memory {
+        pub use crate::memory::{pool_stats, release_unused, reserve, Requested, SecretBuf, Tier};
+    }
 }
 
 /// The extension module `cypher_cell._native`: the fork hooks, then each

@@ -28,7 +28,6 @@ pub mod sys;
 pub mod tty;
 
 pub use per_process::PerProcess;
-pub use pool::PoolStats;
 pub use region::Tier;
 pub use secret::{pool_stats, release_unused, reserve, AllocError, Requested, SecretBuf};
 pub use sys::fork_generation;
