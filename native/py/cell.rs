@@ -2,7 +2,6 @@
 //! any memory is allocated), comparison in constant time, masking, and the
 //! refusals (pickle, copy, `repr`) that keep the secret in its cell.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pyo3::buffer::PyBuffer;
@@ -11,10 +10,9 @@ use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 
 use super::options::CellOptions;
 use crate::cell::{Cell, CreateError, Status};
-use crate::errors::{lock_message, type_name, Error};
+use crate::errors::{type_name, warn_unlocked, Error, Unlocked};
+use crate::memory;
 use crate::memory::export::{Exposure, ExposureOwner};
-use crate::memory::AllocError;
-use crate::memory::{self};
 
 const REDACTED: &str = "[REDACTED]";
 
@@ -73,24 +71,6 @@ fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
             ))
         })?;
     Ok(Source::Buffer(PyBuffer::<u8>::get(&raw)?))
-}
-
-static DEGRADED_WARNED: AtomicBool = AtomicBool::new(false);
-
-fn warn_degraded(py: Python<'_>, cause: &AllocError) -> PyResult<()> {
-    if DEGRADED_WARNED.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
-    let category = py
-        .import("cypher_cell.errors")?
-        .getattr("MemoryLockWarning")?;
-    let message = format!(
-        "{}; protection='auto' falls back to unlocked memory, which may be written to swap. \
-         Pass protection='locked' to make this an error. This warning is shown once per process.",
-        lock_message(cause)
-    );
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &category, &message, 1)
 }
 
 /// Compares without branching on the bytes' values (lengths may differ
@@ -175,7 +155,7 @@ impl CypherCell {
             CreateError::Reaper(io) => Error::Reaper(io),
         })?;
         if let Some(cause) = created.degraded {
-            warn_degraded(py, &cause)?;
+            warn_unlocked(py, &cause, Unlocked::Cell)?;
         }
         Ok(CypherCell {
             cell: created.cell,

@@ -22,7 +22,7 @@ use super::cell::CypherCell;
 use super::entry::Loaded;
 use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
-use crate::errors::{describe_io, lock_message, type_name, Error};
+use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
 use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
@@ -278,18 +278,6 @@ fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
     }
 }
 
-fn warn_unlocked(py: Python<'_>, shown: &str, cause: &AllocError) -> PyResult<()> {
-    let category = py
-        .import("cypher_cell.errors")?
-        .getattr("MemoryLockWarning")?;
-    let message = format!(
-        "{}; env-file {shown} is read into unlocked memory, which may be written to swap",
-        lock_message(cause)
-    );
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &category, &message, 1)
-}
-
 /// An environment variable's value for `${NAME}`. Names that `os.environ`
 /// cannot hold are absent (glibc's getenv would match `A=B` against an
 /// entry `A=B=...`).
@@ -370,7 +358,7 @@ impl DotenvFile {
         });
         let (parsed, is_key, nul_line, values, undefined, built) = parsed?;
         if let Some(cause) = &degraded {
-            warn_unlocked(py, &shown, cause)?;
+            warn_unlocked(py, cause, Unlocked::EnvFile(&shown))?;
         }
         let bindings = &parsed.bindings;
         // Only keys' names are copied out of the zeroed names buffer.
@@ -521,7 +509,7 @@ impl DotenvFile {
         // Python threads run meanwhile.
         let read = py.detach(|| read_file(&path, &shown, max))?;
         if let Some(cause) = &read.degraded {
-            warn_unlocked(py, &shown, cause)?;
+            warn_unlocked(py, cause, Unlocked::EnvFile(&shown))?;
         }
         Self::parse(py, read, shown, strip_bom, interpolate, max)
     }

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 
 use super::cell::CypherCell;
 use super::options::CellOptions;
-use crate::errors::{lock_message, Error};
+use crate::errors::{warn_unlocked, Error, Unlocked};
 use crate::memory::sys::{SysError, SysResult};
 use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
 use crate::memory::{PerProcess, Requested, SecretBuf, Tier};
@@ -73,9 +73,7 @@ fn prompt_cell(
         if end == LineEnd::Full {
             discard_rest_of_line(py, tty_path, &mut quiet, buf)?;
         }
-        quiet
-            .restore()
-            .map_err(|e| terminal_error(py, tty_path, e))?;
+        quiet.restore().map_err(|e| terminal_error(tty_path, e))?;
         let len = answer.map_err(|refused| refusal_error(refused, limit, max_len))?;
         CypherCell::create(py, options, len, |cell| {
             cell.copy_from_slice(&buf[..len]);
@@ -154,14 +152,7 @@ fn staging_buffer(py: Python<'_>, protection: &str, limit: usize) -> PyResult<Se
     };
     let (buf, degraded) = SecretBuf::allocate(requested, limit + 2).map_err(Error::Lock)?;
     if let (Some(cause), "auto") = (degraded, protection) {
-        let category = py
-            .import("cypher_cell.errors")?
-            .getattr("MemoryLockWarning")?;
-        let message = format!(
-            "{}; the answer to the prompt is read into unlocked memory, which may be written to swap",
-            lock_message(&cause)
-        );
-        PyErr::warn(py, &category, &CString::new(message)?, 1)?;
+        warn_unlocked(py, &cause, Unlocked::PromptAnswer)?;
     }
     Ok(buf)
 }
@@ -181,7 +172,7 @@ fn blocking<T: Send>(
         py.check_signals()?;
         match py.detach(&mut call) {
             Err(e) if e.errno == libc::EINTR => continue,
-            Err(e) => return Err(terminal_error(py, tty_path, e)),
+            Err(e) => return Err(terminal_error(tty_path, e)),
             Ok(done) => return Ok(done),
         }
     }
@@ -246,7 +237,7 @@ fn refusal_error(refused: Refused, limit: usize, max_len: i64) -> PyErr {
 
 /// The Python exception for a failed terminal call: no terminal is
 /// `ProviderUnavailableError`, anything else `ProviderError`.
-fn terminal_error(py: Python<'_>, tty_path: &str, e: SysError) -> PyErr {
+fn terminal_error(tty_path: &str, e: SysError) -> PyErr {
     let unavailable = match (e.call, e.errno) {
         ("open", libc::ENXIO | libc::ENODEV | libc::ENOENT | libc::EACCES) => {
             if tty_path == CONTROLLING_TERMINAL {
@@ -267,10 +258,7 @@ fn terminal_error(py: Python<'_>, tty_path: &str, e: SysError) -> PyErr {
             return Error::Provider(format!("prompt: the terminal {tty_path} failed ({e})")).into()
         }
     };
-    py.import("cypher_cell.errors")
-        .and_then(|errors| errors.getattr("ProviderUnavailableError"))
-        .and_then(|class| class.call1((unavailable,)))
-        .map_or_else(|failed| failed, PyErr::from_value)
+    Error::ProviderUnavailable(unavailable).into()
 }
 
 #[cfg(test)]
