@@ -13,8 +13,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use crate::memory::{fork_generation, AllocError, PerProcess, Requested, SecretBuf, Tier};
+use crate::memory::{AllocError, PerProcess, Requested, SecretBuf, Tier};
 use crate::reaper;
+use crate::sys::fork_generation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {

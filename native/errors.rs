@@ -12,7 +12,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 
 use crate::cell::Refused;
-use crate::memory::{sys, AllocError};
+use crate::memory::AllocError;
+use crate::sys;
 
 #[derive(Debug)]
 pub enum Error {

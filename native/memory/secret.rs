@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::per_process::PerProcess;
 use super::pool::{class_for, corruption_abort, Pool, PoolStats, SlotRef, CANARY_LEN, CLASSES};
 use super::region::{secretmem_maybe_available, Region, Tier};
-use super::sys::{self, SysError};
+use crate::sys::{self, SysError};
 
 /// What the caller asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,8 +231,9 @@ impl SecretBuf {
         unsafe { sys::zero(self.ptr, self.len) };
     }
 
-    /// The address of the bytes, for the buffer export in this module only.
-    pub(super) fn as_ptr(&self) -> *const u8 {
+    /// The address of the bytes, for the buffer export (`pyffi::export`)
+    /// only: nothing else may reach the bytes without `fill`/`with_bytes`.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
 }

@@ -12,7 +12,7 @@ use super::options::CellOptions;
 use crate::cell::{Cell, CreateError, Status};
 use crate::errors::{type_name, warn_unlocked, Error, Unlocked};
 use crate::memory;
-use crate::memory::export::{Exposure, ExposureOwner};
+use crate::pyffi::export::{Exposure, ExposureOwner};
 
 const REDACTED: &str = "[REDACTED]";
 
@@ -119,7 +119,7 @@ pub struct CypherCell {
 }
 
 // Final, and holds no Python object: bulk-made cells are untracked.
-impl crate::memory::pygc::Acyclic for CypherCell {}
+impl crate::pyffi::pygc::Acyclic for CypherCell {}
 
 struct Owner(Arc<Cell>);
 

@@ -5,7 +5,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::cell;
-use crate::memory::{self, sys, Tier};
+use crate::memory::{self, Tier};
+use crate::sys;
 
 /// Wipes every live cell; registered with `atexit` by the package.
 #[pyfunction]

@@ -23,7 +23,8 @@ use super::entry::Loaded;
 use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
-use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
+use crate::memory::{self, AllocError, Requested, SecretBuf};
+use crate::sys::fork_generation;
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
 const PIPE_CHUNK: usize = 64 << 10;
@@ -154,7 +155,7 @@ fn check_signals() -> Result<(), Error> {
 /// handlers run, and an exception they raise ends the read.
 fn read_some(mut file: &File, into: &mut [u8], shown: &str) -> Result<usize, Error> {
     loop {
-        match crate::memory::fault::read_check().and_then(|()| file.read(into)) {
+        match crate::sys::fault::read_check().and_then(|()| file.read(into)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => check_signals()?,
             Err(e) => {
                 return Err(Error::Provider(format!(

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use super::cell::CypherCell;
-use crate::memory::pygc::{self, Acyclic};
+use crate::pyffi::pygc::{self, Acyclic};
 
 enum Origin {
     Text(Py<PyString>),

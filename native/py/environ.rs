@@ -8,7 +8,8 @@ use pyo3::types::{PyBytes, PyDict};
 
 use super::cell::CypherCell;
 use super::options::CellOptions;
-use crate::memory::{pybytes, sys};
+use crate::pyffi::pybytes;
+use crate::sys;
 
 /// The `bytes` object that `os.environ`'s storage holds for `name` (as its
 /// `encodekey()` gives it), or None.

@@ -5,7 +5,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::memory::fault::{arm, calls, disarm, Call};
+use crate::sys::fault::{arm, calls, disarm, Call};
 
 fn parse_kind(name: &str) -> PyResult<Call> {
     Call::from_name(name).ok_or_else(|| {

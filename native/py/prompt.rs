@@ -2,7 +2,7 @@
 //! straight into guarded memory, then into a cell. The answer never becomes
 //! a Python object; the staging buffer it is read into is guarded memory of
 //! at least the cell's tier and is zeroed when dropped. The terminal calls
-//! themselves are in `memory::tty`.
+//! themselves are in `sys::tty`.
 
 use std::ffi::CString;
 use std::sync::{Condvar, Mutex};
@@ -14,9 +14,9 @@ use pyo3::prelude::*;
 use super::cell::CypherCell;
 use super::options::CellOptions;
 use crate::errors::{warn_unlocked, Error, Unlocked};
-use crate::memory::sys::{SysError, SysResult};
-use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
 use crate::memory::{PerProcess, Requested, SecretBuf, Tier};
+use crate::sys::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
+use crate::sys::{SysError, SysResult};
 
 const CONTROLLING_TERMINAL: &str = "/dev/tty";
 

@@ -15,7 +15,7 @@ use zeroize::Zeroize;
 use super::cell::CypherCell;
 use super::options::CellOptions;
 use crate::errors::{describe_io, Error};
-use crate::memory::sys::{self, SysError};
+use crate::sys::{self, SysError};
 
 fn io_error(path: &str, what: &str, e: &std::io::Error) -> Error {
     Error::Provider(format!("{path}: cannot {what}: {}", describe_io(e)))

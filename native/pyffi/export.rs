@@ -37,8 +37,8 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyMemoryView, PyTuple, PyWeakrefReference};
 
-use super::secret::SecretBuf;
-use super::sys;
+use crate::memory::SecretBuf;
+use crate::sys;
 
 /// The cell an exposure reads from.
 pub trait ExposureOwner: Send + Sync {

@@ -1,6 +1,6 @@
 //! Fault injection for the tests: makes the Nth OS call of one kind fail with
 //! a chosen errno, in the manner of SQLite's OOM tests. Every wrapper in
-//! [`super::sys`] and [`super::tty`], and the `.env` file read, asks
+//! [`crate::sys`] and [`super::tty`], and the `.env` file read, asks
 //! [`check`] first; `tests/test_faults.py` loops N over every call point of
 //! cell creation, reading, wiping, `.env` loading, the prompt and fork
 //! handling, and checks that each run ends with a clean error or a
@@ -30,7 +30,7 @@
 
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
-use super::sys::{SysError, SysResult};
+use super::{SysError, SysResult};
 
 /// The kinds of OS call that can be made to fail, one per call site kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
