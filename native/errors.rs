@@ -11,13 +11,13 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 
-use crate::cell::Refused;
+use crate::cell::ReadRefused;
 use crate::memory::AllocError;
 use crate::sys;
 
 #[derive(Debug)]
 pub enum Error {
-    Refused(Refused),
+    ReadRefused(ReadRefused),
     Lock(AllocError),
     Type(String),
     Value(String),
@@ -36,9 +36,9 @@ pub enum Error {
     Python(PyErr),
 }
 
-impl From<Refused> for Error {
-    fn from(r: Refused) -> Self {
-        Error::Refused(r)
+impl From<ReadRefused> for Error {
+    fn from(r: ReadRefused) -> Self {
+        Error::ReadRefused(r)
     }
 }
 
@@ -234,17 +234,19 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
         }
         Error::Provider(m) => (Class::ProviderError, m),
         Error::ProviderUnavailable(m) => (Class::ProviderUnavailableError, m),
-        Error::Refused(Refused::Wiped) => (Class::CellWipedError, "the cell has been wiped".into()),
-        Error::Refused(Refused::Burned) => (
+        Error::ReadRefused(ReadRefused::Wiped) => {
+            (Class::CellWipedError, "the cell has been wiped".into())
+        }
+        Error::ReadRefused(ReadRefused::Burned) => (
             Class::CellWipedError,
             "the cell was volatile and has been burned by its one read".into(),
         ),
-        Error::Refused(Refused::Forked) => (
+        Error::ReadRefused(ReadRefused::Forked) => (
             Class::CellWipedError,
             "the cell was created before this process forked; children do not inherit secrets"
                 .into(),
         ),
-        Error::Refused(Refused::Expired) => (
+        Error::ReadRefused(ReadRefused::Expired) => (
             Class::CellExpiredError,
             "the cell's time to live has passed and it has been wiped".into(),
         ),

@@ -70,7 +70,9 @@ pub mod fuzzing {
     /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
     #[cfg(fuzzing)]
     pub mod memory {
-        pub use crate::memory::{pool_stats, release_unused, reserve, Requested, SecretBuf, Tier};
+        pub use crate::memory::{
+            pool_stats, release_unused, reserve, SecretBuf, Tier, TierRequest,
+        };
     }
 }
 

@@ -19,7 +19,7 @@ mod secret;
 
 pub use per_process::PerProcess;
 pub use region::Tier;
-pub use secret::{pool_stats, release_unused, reserve, AllocError, Requested, SecretBuf};
+pub use secret::{pool_stats, release_unused, reserve, AllocError, SecretBuf, TierRequest};
 
 /// Probes one page of `tier`; `Err` carries the kernel's answer.
 pub fn probe(tier: Tier) -> Result<(), crate::sys::SysError> {

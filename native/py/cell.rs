@@ -17,7 +17,7 @@ use crate::pyffi::export::{Exposure, ExposureOwner};
 const REDACTED: &str = "[REDACTED]";
 
 /// The bytes of a constructor argument, borrowed without copying.
-enum Source<'py> {
+enum CellInput<'py> {
     Text(Bound<'py, PyString>),
     Buffer(PyBuffer<u8>),
 }
@@ -34,31 +34,31 @@ fn utf8_of<'a>(text: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
     })
 }
 
-impl Source<'_> {
+impl CellInput<'_> {
     fn len(&self) -> PyResult<usize> {
         match self {
-            Source::Text(s) => Ok(utf8_of(s)?.len()),
-            Source::Buffer(b) => Ok(b.item_count()),
+            CellInput::Text(s) => Ok(utf8_of(s)?.len()),
+            CellInput::Buffer(b) => Ok(b.item_count()),
         }
     }
 
     fn copy_into(&self, py: Python<'_>, dest: &mut [u8]) -> PyResult<()> {
         match self {
-            Source::Text(s) => {
+            CellInput::Text(s) => {
                 dest.copy_from_slice(utf8_of(s)?.as_bytes());
                 Ok(())
             }
-            Source::Buffer(b) => b.copy_to_slice(py, dest),
+            CellInput::Buffer(b) => b.copy_to_slice(py, dest),
         }
     }
 }
 
-fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
+fn cell_input<'py>(data: &Bound<'py, PyAny>) -> Result<CellInput<'py>, Error> {
     if let Ok(text) = data.cast::<PyString>() {
-        return Ok(Source::Text(text.clone()));
+        return Ok(CellInput::Text(text.clone()));
     }
     if let Ok(buf) = PyBuffer::<u8>::get(data) {
-        return Ok(Source::Buffer(buf));
+        return Ok(CellInput::Buffer(buf));
     }
     // Any other buffer (array('I'), a C-contiguous numpy array, ...): view its
     // raw bytes. Objects that are not buffers at all fail here.
@@ -70,7 +70,7 @@ fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
                 type_name(data)
             ))
         })?;
-    Ok(Source::Buffer(PyBuffer::<u8>::get(&raw)?))
+    Ok(CellInput::Buffer(PyBuffer::<u8>::get(&raw)?))
 }
 
 /// Compares without branching on the bytes' values (lengths may differ
@@ -229,10 +229,10 @@ impl CypherCell {
         protection: &str,
     ) -> PyResult<Self> {
         let options = CellOptions::parse(volatile, ttl_sec, protection)?;
-        let source = source(data)?;
+        let input = cell_input(data)?;
         if wipe_source {
-            match &source {
-                Source::Buffer(b) if !b.readonly() => {}
+            match &input {
+                CellInput::Buffer(b) if !b.readonly() => {}
                 _ => {
                     return Err(Error::Type(format!(
                         "wipe_source=True needs a writable buffer such as a bytearray; {} cannot be wiped",
@@ -242,10 +242,10 @@ impl CypherCell {
                 }
             }
         }
-        let len = source.len()?;
-        let cell = Self::create(py, options, len, |dest| source.copy_into(py, dest))?;
+        let len = input.len()?;
+        let cell = Self::create(py, options, len, |dest| input.copy_into(py, dest))?;
         if wipe_source {
-            if let Source::Buffer(b) = &source {
+            if let CellInput::Buffer(b) = &input {
                 let zeros = vec![0u8; len];
                 b.copy_from_slice(py, &zeros)?;
             }

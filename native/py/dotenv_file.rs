@@ -23,7 +23,7 @@ use super::entry::Loaded;
 use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
-use crate::memory::{self, AllocError, Requested, SecretBuf};
+use crate::memory::{self, AllocError, SecretBuf, TierRequest};
 use crate::sys::fork_generation;
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
@@ -101,7 +101,7 @@ struct FileBytes {
     mode: u32,
     degraded: Option<AllocError>,
     /// The memory for this file's working buffers (see `working_memory`).
-    requested: Requested,
+    requested: TierRequest,
 }
 
 /// The memory for a file's working buffers (its bytes, and the values that
@@ -112,15 +112,15 @@ struct FileBytes {
 /// the kernel's direct map, was 40% of the parse. A pipe's or FIFO's
 /// (`<(sops -d .env)`): the strongest tier, as for cells, since once read
 /// this buffer is the only plaintext copy. Cells always get the strongest.
-fn working_memory(meta: &std::fs::Metadata) -> Requested {
+fn working_memory(meta: &std::fs::Metadata) -> TierRequest {
     if meta.is_file() {
-        Requested::Transient
+        TierRequest::Transient
     } else {
-        Requested::Auto
+        TierRequest::Auto
     }
 }
 
-fn allocate(len: usize, requested: Requested) -> Result<(SecretBuf, Option<AllocError>), Error> {
+fn allocate(len: usize, requested: TierRequest) -> Result<(SecretBuf, Option<AllocError>), Error> {
     SecretBuf::allocate(requested, len).map_err(Error::Lock)
 }
 

@@ -9,14 +9,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt};
 
 use crate::errors::{type_name, Error};
-use crate::memory::{Requested, Tier};
+use crate::memory::{Tier, TierRequest};
 
-fn requested(protection: &str) -> Result<Requested, Error> {
+fn requested(protection: &str) -> Result<TierRequest, Error> {
     match protection {
-        "auto" => Ok(Requested::Auto),
-        "secretmem" => Ok(Requested::Exactly(Tier::Secretmem)),
-        "locked" => Ok(Requested::Exactly(Tier::Locked)),
-        "unlocked" => Ok(Requested::Exactly(Tier::Unlocked)),
+        "auto" => Ok(TierRequest::Auto),
+        "secretmem" => Ok(TierRequest::Exactly(Tier::Secretmem)),
+        "locked" => Ok(TierRequest::Exactly(Tier::Locked)),
+        "unlocked" => Ok(TierRequest::Exactly(Tier::Unlocked)),
         other => Err(Error::Value(format!(
             "protection must be one of 'auto', 'secretmem', 'locked', 'unlocked'; got {other:?}"
         ))),
@@ -79,7 +79,7 @@ fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>
 #[derive(Clone, Copy)]
 pub(crate) struct CellOptions {
     /// The memory the cells are to get.
-    pub(crate) requested: Requested,
+    pub(crate) requested: TierRequest,
     pub(crate) volatile: bool,
     /// When the cell expires, and its TTL in seconds as given.
     pub(crate) deadline: Option<(Instant, f64)>,

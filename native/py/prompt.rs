@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use super::cell::CypherCell;
 use super::options::CellOptions;
 use crate::errors::{warn_unlocked, Error, Unlocked};
-use crate::memory::{PerProcess, Requested, SecretBuf, Tier};
+use crate::memory::{PerProcess, SecretBuf, Tier, TierRequest};
 use crate::sys::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
 use crate::sys::{SysError, SysResult};
 
@@ -146,9 +146,9 @@ fn answer_limit(max_len: i64) -> PyResult<usize> {
 /// with a warning when `auto` had to settle for unlocked memory.
 fn staging_buffer(py: Python<'_>, protection: &str, limit: usize) -> PyResult<SecretBuf> {
     let requested = match protection {
-        "secretmem" => Requested::Exactly(Tier::Secretmem),
-        "locked" => Requested::Exactly(Tier::Locked),
-        _ => Requested::Auto,
+        "secretmem" => TierRequest::Exactly(Tier::Secretmem),
+        "locked" => TierRequest::Exactly(Tier::Locked),
+        _ => TierRequest::Auto,
     };
     let (buf, degraded) = SecretBuf::allocate(requested, limit + 2).map_err(Error::Lock)?;
     if let (Some(cause), "auto") = (degraded, protection) {
@@ -196,7 +196,7 @@ fn discard_rest_of_line(
 
 /// Why an answer was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Refused {
+enum AnswerRefused {
     /// End of input before anything was typed.
     NoAnswer,
     TooLong,
@@ -204,10 +204,10 @@ enum Refused {
 
 /// The length of the answer at the start of `line` (the bytes read): one
 /// trailing "\n" and a "\r" before it are not part of it.
-fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, Refused> {
+fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, AnswerRefused> {
     let (typed, answer) = match end {
-        LineEnd::Full => return Err(Refused::TooLong),
-        LineEnd::Eof if line.is_empty() => return Err(Refused::NoAnswer),
+        LineEnd::Full => return Err(AnswerRefused::TooLong),
+        LineEnd::Eof if line.is_empty() => return Err(AnswerRefused::NoAnswer),
         LineEnd::Eof => (line, line),
         LineEnd::Newline => {
             let typed = line.strip_suffix(b"\n").unwrap_or(line);
@@ -215,20 +215,20 @@ fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, Refused>
         }
     };
     if typed.len() >= LINE_LIMIT || answer.len() > limit {
-        return Err(Refused::TooLong);
+        return Err(AnswerRefused::TooLong);
     }
     Ok(answer.len())
 }
 
-fn refusal_error(refused: Refused, limit: usize, max_len: i64) -> PyErr {
+fn refusal_error(refused: AnswerRefused, limit: usize, max_len: i64) -> PyErr {
     match refused {
-        Refused::NoAnswer => {
+        AnswerRefused::NoAnswer => {
             PyEOFError::new_err("prompt: end of input before an answer (Ctrl-D or a hang-up)")
         }
-        Refused::TooLong if usize::try_from(max_len) == Ok(limit) => PyValueError::new_err(
+        AnswerRefused::TooLong if usize::try_from(max_len) == Ok(limit) => PyValueError::new_err(
             format!("prompt: the answer is longer than max_len={max_len} bytes; it was discarded"),
         ),
-        Refused::TooLong => PyValueError::new_err(format!(
+        AnswerRefused::TooLong => PyValueError::new_err(format!(
             "prompt: the answer is longer than {limit} bytes, the most a terminal line holds \
              whole (the kernel cuts longer lines short); it was discarded"
         )),
@@ -277,7 +277,10 @@ mod tests {
 
     #[test]
     fn nothing_before_the_end_of_input_is_no_answer() {
-        assert_eq!(answer_len(b"", LineEnd::Eof, 10), Err(Refused::NoAnswer));
+        assert_eq!(
+            answer_len(b"", LineEnd::Eof, 10),
+            Err(AnswerRefused::NoAnswer)
+        );
     }
 
     #[test]
@@ -285,15 +288,15 @@ mod tests {
         assert_eq!(answer_len(b"0123456789\r\n", LineEnd::Newline, 10), Ok(10));
         assert_eq!(
             answer_len(b"0123456789a\n", LineEnd::Newline, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
         assert_eq!(
             answer_len(b"0123456789a", LineEnd::Eof, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
         assert_eq!(
             answer_len(b"0123", LineEnd::Full, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
     }
 
@@ -308,7 +311,7 @@ mod tests {
         line.insert(0, b'x');
         assert_eq!(
             answer_len(&line, LineEnd::Newline, TERMINAL_MAX_ANSWER),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
     }
 
