@@ -12,7 +12,7 @@ use super::options::CellOptions;
 use crate::cell::{Cell, CreateError, Status};
 use crate::errors::{type_name, warn_unlocked, Error, Unlocked};
 use crate::memory;
-use crate::pyffi::export::{Exposure, ExposureOwner};
+use crate::pyffi::export::{ExposedCell, Exposure};
 
 const REDACTED: &str = "[REDACTED]";
 
@@ -121,9 +121,10 @@ pub struct CypherCell {
 // Final, and holds no Python object: bulk-made cells are untracked.
 impl crate::pyffi::pygc::Acyclic for CypherCell {}
 
-struct Owner(Arc<Cell>);
+/// A cell as its `Exposure` sees it.
+struct ExposableCell(Arc<Cell>);
 
-impl ExposureOwner for Owner {
+impl ExposedCell for ExposableCell {
     fn open(&self) -> PyResult<Arc<memory::SecretBuf>> {
         Ok(self.0.open_exposure().map_err(Error::from)?)
     }
@@ -277,7 +278,7 @@ impl CypherCell {
         // Refuse at once for a cell that can no longer be read; the volatile
         // burn and the claim on the bytes happen when the block is entered.
         self.cell.peek(|_| ()).map_err(Error::from)?;
-        Ok(Exposure::new(Arc::new(Owner(self.cell.clone()))))
+        Ok(Exposure::new(Arc::new(ExposableCell(self.cell.clone()))))
     }
 
     /// Zeroes and frees the secret now. Safe to call more than once.
