@@ -171,8 +171,9 @@ with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     stores = [load_secrets(EnvFile(p)) for p in paths]
     cells = [CypherCell(b"s" * 32) for _ in range(3)]
+lock_warnings = [w for w in caught if issubclass(w.category, MemoryLockWarning)]
 report(tiers=sorted({c.protection for c in cells} | {s["K"].protection for s in stores}),
-       warnings=[(w.category.__name__, str(w.message)) for w in caught if issubclass(w.category, MemoryLockWarning)])
+       warnings=[(w.category.__name__, str(w.message)) for w in lock_warnings])
 """,
         preexec_fn=without_memlock(0, 0),
     )
