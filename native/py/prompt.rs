@@ -56,7 +56,7 @@ fn prompt_cell(
     let limit = answer_limit(max_len)?;
     let path = CString::new(tty_path)
         .map_err(|_| PyValueError::new_err("tty_path must not contain NUL characters"))?;
-    let staging = staging_buffer(py, protection, limit)?;
+    let staging = staging_buffer(py, options.requested, limit)?;
     let _turn = Turn::take(py)?;
     let terminal = blocking(py, tty_path, || Terminal::open(&path))?;
     // The answer is read into `staging`, copied into the cell, and zeroed
@@ -143,15 +143,15 @@ fn answer_limit(max_len: i64) -> PyResult<usize> {
 /// Guarded memory with room for the longest accepted answer and its "\r\n".
 /// A cell asked to be locked (or secretmem) never has its bytes pass
 /// through weaker memory first; otherwise the best tier the machine gives,
-/// with a warning when `auto` had to settle for unlocked memory.
-fn staging_buffer(py: Python<'_>, protection: &str, limit: usize) -> PyResult<SecretBuf> {
-    let requested = match protection {
-        "secretmem" => TierRequest::Exactly(Tier::Secretmem),
-        "locked" => TierRequest::Exactly(Tier::Locked),
+/// with a warning when `auto` had to settle for unlocked memory. `cell` is
+/// the cell's request as `CellOptions` parsed it (the one parse).
+fn staging_buffer(py: Python<'_>, cell: TierRequest, limit: usize) -> PyResult<SecretBuf> {
+    let requested = match cell {
+        TierRequest::Exactly(Tier::Secretmem | Tier::Locked) => cell,
         _ => TierRequest::Auto,
     };
     let (buf, degraded) = SecretBuf::allocate(requested, limit + 2).map_err(Error::Lock)?;
-    if let (Some(cause), "auto") = (degraded, protection) {
+    if let (Some(cause), TierRequest::Auto) = (degraded, cell) {
         warn_unlocked(py, &cause, Unlocked::PromptAnswer)?;
     }
     Ok(buf)
