@@ -3,7 +3,7 @@
 One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
-native/py/secrets_file.rs, native/py/entry.rs (Loaded) and
+native/py/secrets_file.rs, native/py/entry.rs (Entry) and
 native/py/dotenv_file.rs (DotenvFile). Argument checks shared by every
 constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 """
@@ -17,8 +17,8 @@ from typing_extensions import Buffer
 __all__ = [
     "CypherCell",
     "DotenvFile",
+    "Entry",
     "Exposure",
-    "Loaded",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -33,7 +33,7 @@ __all__ = [
     "read_file_cell_at",
     "scrub_environ",
     "stray_entry",
-    "wipe_loaded",
+    "wipe_entries",
 ]
 __version__: str
 
@@ -135,16 +135,16 @@ def read_file_cell_at(
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
-# native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Loaded).
+# native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final
-class Loaded:
-    def __new__(cls, cell: CypherCell, origin: str) -> Loaded: ...
+class Entry:
+    def __new__(cls, cell: CypherCell, origin: str) -> Entry: ...
     @property
     def cell(self) -> CypherCell: ...
     @property
     def origin(self) -> str: ...
 
-def wipe_loaded(entries: Iterable[Loaded]) -> None: ...
+def wipe_entries(entries: Iterable[Entry]) -> None: ...
 def stray_entry(entries: Iterable[object]) -> object | None: ...
 
 # native/py/dotenv_file.rs: the native half of EnvFile (the file is read and parsed in locked memory).
@@ -186,7 +186,7 @@ class DotenvFile:
         volatile: bool = False,
         ttl_sec: float | None = None,
         protection: _Protection = "auto",
-    ) -> dict[str, Loaded]: ...
+    ) -> dict[str, Entry]: ...
     def problems(self) -> list[tuple[int, str]]: ...
     def duplicates(self) -> list[tuple[str, list[int]]]: ...
     def undefined_references(self) -> list[tuple[str, int, str | None]]: ...

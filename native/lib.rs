@@ -23,7 +23,7 @@
 //! py/              the PyO3 layer: one file per Python-facing type
 //!   options.rs     CellOptions: volatile / ttl_sec / protection, checked once
 //!   cell.rs        CypherCell
-//!   entry.rs       Loaded (a cell and its origin), wipe_loaded, stray_entry
+//!   entry.rs       Entry (a cell and its origin), wipe_entries, stray_entry
 //!   dotenv_file.rs DotenvFile (EnvFile's native half)
 //!   environ.rs     environ_cell, scrub_environ (Environ's native half)
 //!   secrets_file.rs read_file_cell_at (SecretsDir's native half)

@@ -19,7 +19,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use zeroize::Zeroizing;
 
 use super::cell::CypherCell;
-use super::entry::Loaded;
+use super::entry::Entry;
 use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
@@ -602,7 +602,7 @@ impl DotenvFile {
         Ok((PyTuple::new(py, plain)?, odd))
     }
 
-    /// `{key: Loaded}` for those of `keys` that `loadable()` lists, in the
+    /// `{key: Entry}` for those of `keys` that `loadable()` lists, in the
     /// order of `keys`, every cell with the same policy; the other keys are
     /// left out. Origins read `env-file PATH:LINE`. All or nothing: if one
     /// cell fails, those already made are wiped.
@@ -643,12 +643,12 @@ impl DotenvFile {
             }
         }
         memory::reserve(options.requested, wanted.iter().map(|(_, _, at)| at.len()));
-        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> =
+        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Entry>)> =
             Vec::with_capacity(wanted.len());
         let filled = (|| {
             for (key, info, at) in wanted {
                 let cell = Bound::new(py, self.make_cell(py, at, options)?)?;
-                made.push((key, Loaded::at_line(cell, &prefix, info.line)?));
+                made.push((key, Entry::at_line(cell, &prefix, info.line)?));
             }
             // The dict is filled in a pass of its own: with 100,000 keys its
             // tables stay in the CPU's caches instead of competing with the
