@@ -56,7 +56,7 @@ from typing import Any
 
 from cypher_cell import CypherCell, __version__, load_secrets
 from cypher_cell._native import DotenvFile
-from cypher_cell.providers import EnvFile, Loaded, PolicyFor, Provider
+from cypher_cell.providers import Entry, EnvFile, PolicyFor, Provider
 
 SIZES = (1_000, 10_000, 100_000)
 TARGET_SPEEDUP = 100.0
@@ -138,9 +138,9 @@ class ReadyCells(Provider):
     def offered_keys(self) -> Collection[str]:
         return self._keys
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         cell = CypherCell(b"x")
-        entry = Loaded(cell, "ready")
+        entry = Entry(cell, "ready")
         return dict.fromkeys(keys, entry)
 
 

@@ -1,4 +1,12 @@
-"""Type stubs for the Rust core (native/bindings.rs, native/memory/export.rs)."""
+"""Type stubs for the Rust core, `cypher_cell._native` (native/lib.rs maps it).
+
+One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
+native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
+_probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
+native/py/secrets_file.rs, native/py/entry.rs (Entry) and
+native/py/dotenv_file.rs (DotenvFile). Argument checks shared by every
+constructor (volatile, ttl_sec, protection) are native/py/options.rs.
+"""
 
 from collections.abc import Iterable
 from types import TracebackType
@@ -9,8 +17,8 @@ from typing_extensions import Buffer
 __all__ = [
     "CypherCell",
     "DotenvFile",
+    "Entry",
     "Exposure",
-    "Loaded",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -25,7 +33,7 @@ __all__ = [
     "read_file_cell_at",
     "scrub_environ",
     "stray_entry",
-    "wipe_loaded",
+    "wipe_entries",
 ]
 __version__: str
 
@@ -83,17 +91,18 @@ class Exposure:
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __release_buffer__(self, buffer: memoryview, /) -> None: ...
 
+# native/py/debug.rs: for the package's atexit hook and `cypher-cell doctor`.
 def _wipe_all() -> int: ...
 def _pool_stats() -> dict[str, int]: ...
 def _probe() -> dict[str, object]: ...
 
-# native/memory/fault.rs: for the fault loops (tests/test_faults.py) only; inert until armed.
+# native/py/faults.rs: for the fault loops (tests/test_faults.py) only; inert until armed.
 def _fault_arm(kind: str, nth: int, errno: int, persistent: bool = False) -> None: ...
 def _fault_disarm() -> None: ...
 def _fault_calls(kind: str) -> int: ...
 def _fault_kinds() -> list[str]: ...
 
-# native/prompt.rs: the native half of Prompt (the answer is read into locked memory).
+# native/py/prompt.rs: the native half of Prompt (the answer is read into locked memory).
 def prompt_cell(
     prompt: str,
     *,
@@ -104,7 +113,7 @@ def prompt_cell(
     tty_path: str = "/dev/tty",
 ) -> CypherCell: ...
 
-# native/sources.rs: the native halves of Environ and SecretsDir.
+# native/py/environ.rs and native/py/secrets_file.rs: the native halves of Environ and SecretsDir.
 def environ_cell(
     name: bytes,
     *,
@@ -126,19 +135,19 @@ def read_file_cell_at(
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
-# native/loaded.rs: what providers hand to load_secrets (public as cypher_cell.providers.Loaded).
+# native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final
-class Loaded:
-    def __new__(cls, cell: CypherCell, origin: str) -> Loaded: ...
+class Entry:
+    def __new__(cls, cell: CypherCell, origin: str) -> Entry: ...
     @property
     def cell(self) -> CypherCell: ...
     @property
     def origin(self) -> str: ...
 
-def wipe_loaded(entries: Iterable[Loaded]) -> None: ...
+def wipe_entries(entries: Iterable[Entry]) -> None: ...
 def stray_entry(entries: Iterable[object]) -> object | None: ...
 
-# native/dotenv_py.rs: the native half of EnvFile (the file is read and parsed in locked memory).
+# native/py/dotenv_file.rs: the native half of EnvFile (the file is read and parsed in locked memory).
 @final
 class DotenvFile:
     def __new__(
@@ -177,7 +186,7 @@ class DotenvFile:
         volatile: bool = False,
         ttl_sec: float | None = None,
         protection: _Protection = "auto",
-    ) -> dict[str, Loaded]: ...
+    ) -> dict[str, Entry]: ...
     def problems(self) -> list[tuple[int, str]]: ...
     def duplicates(self) -> list[tuple[str, list[int]]]: ...
     def undefined_references(self) -> list[tuple[str, int, str | None]]: ...

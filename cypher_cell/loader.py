@@ -7,10 +7,10 @@ import warnings
 from collections.abc import Collection, Iterable, Mapping, Set
 from contextlib import suppress
 
-from cypher_cell._native import stray_entry, wipe_loaded
+from cypher_cell._native import stray_entry, wipe_entries
 from cypher_cell.errors import MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Loaded, Provider
+from cypher_cell.providers.base import Entry, Provider
 from cypher_cell.store import SecretStore
 
 
@@ -40,7 +40,7 @@ def load_secrets(
     asked_for = None if keys is None else _names("keys", keys)
     policy_for = PolicyMap(policy, default_policy)
     required_set = set(required)
-    found: dict[str, Loaded] = {}
+    found: dict[str, Entry] = {}
     wanted: list[str] = []
     try:
         offered = [source.offered_keys() for source in sources]
@@ -54,14 +54,14 @@ def load_secrets(
         if missing:
             raise MissingSecretsError(missing)
     except BaseException:
-        wipe_loaded(found.values())
+        wipe_entries(found.values())
         raise
     finally:
         # Sources may hold buffers (a parsed .env file) even if never asked.
         # A close that fails fails the load, before anything is committed.
         failure = _close_all(sources)
         if failure is not None:
-            wipe_loaded(found.values())
+            wipe_entries(found.values())
             raise failure
     # Everything is here and every source closed: only now may sources act
     # on it (Environ scrubs), so a load that fails changes nothing.
@@ -97,7 +97,7 @@ def _to_ask(
     wanted: list[str],
     listed_whole: Collection[str] | None,
     offer: Collection[str] | None,
-    found: Mapping[str, Loaded],
+    found: Mapping[str, Entry],
     only: set[str] | None,
 ) -> list[str]:
     """The keys to ask one source for: wanted, not found yet, offered by it
@@ -112,12 +112,12 @@ def _to_ask(
 
 
 def _merge(
-    source: Provider, got: Mapping[str, Loaded], ask: list[str], found: dict[str, Loaded]
-) -> dict[str, Loaded]:
+    source: Provider, got: Mapping[str, Entry], ask: list[str], found: dict[str, Entry]
+) -> dict[str, Entry]:
     """`found` with what a source loaded added (a source's own `dict` is
     taken over when nothing was found before: a copy of 100,000 entries is
     not free). A key it was not asked for, or an entry that is not a
-    `Loaded`, is an error, and then every cell it made is wiped."""
+    `Entry`, is an error, and then every cell it made is wiped."""
     unexpected: list[str] = []
     if list(got) != ask:  # every key asked for, in order (the usual answer), needs no set
         asked = set(ask)
@@ -125,13 +125,13 @@ def _merge(
     stray = stray_entry(got.values())
     if unexpected or stray is not None:
         with suppress(TypeError):  # the stray entry, reported below; its cell is wiped if it has one
-            wipe_loaded(got.values())
+            wipe_entries(got.values())
         what = (
             f"returned keys it was not asked for: {unexpected}"
             if unexpected
-            else f"returned a {type(stray).__name__} instead of a Loaded entry"
+            else f"returned a {type(stray).__name__} instead of an Entry"
         )
-        # The stray entry may be a value itself (b"..." instead of a Loaded):
+        # The stray entry may be a value itself (b"..." instead of an Entry):
         # this frame must not hold it in the error's traceback.
         del stray, got
         raise ProviderError(f"{source.describe()}: {what}")
@@ -141,7 +141,7 @@ def _merge(
     return found
 
 
-def _commit_all(sources: tuple[Provider, ...], found: Mapping[str, Loaded]) -> None:
+def _commit_all(sources: tuple[Provider, ...], found: Mapping[str, Entry]) -> None:
     """Commits every source. The load has succeeded: a commit that fails
     cannot be undone by failing it (other sources may have committed, and
     failing would wipe what they gave up), so it becomes a warning and the
@@ -157,7 +157,7 @@ def _commit_all(sources: tuple[Provider, ...], found: Mapping[str, Loaded]) -> N
                 stacklevel=3,
             )
         except BaseException:
-            wipe_loaded(found.values())
+            wipe_entries(found.values())
             raise
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator, Mapping
 from types import TracebackType
 from typing import NoReturn
 
-from cypher_cell._native import CypherCell, wipe_loaded
+from cypher_cell._native import CypherCell, wipe_entries
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Loaded, PolicyFor
+from cypher_cell.providers.base import Entry, PolicyFor
 
 
 class SecretStore(Mapping[str, CypherCell]):
@@ -18,22 +18,22 @@ class SecretStore(Mapping[str, CypherCell]):
 
     __slots__ = ("_closed", "_entries", "_policy")
 
-    def __init__(self, entries: Mapping[str, Loaded], policy: PolicyFor | None = None) -> None:
+    def __init__(self, entries: Mapping[str, Entry], policy: PolicyFor | None = None) -> None:
         # Set first: a traceback that records locals repr()s this half-made store.
-        self._entries: dict[str, Loaded] = {}
+        self._entries: dict[str, Entry] = {}
         self._closed = False
         entries = dict(entries)
-        bad = next(((k, type(e).__name__) for k, e in entries.items() if not isinstance(e, Loaded)), None)
+        bad = next(((k, type(e).__name__) for k, e in entries.items() if not isinstance(e, Entry)), None)
         if bad is not None:
             # A wrong entry may be a value itself (b"..."): no local of this
             # frame may hold it in the error's traceback.
             entries = {}
-            raise TypeError(f"SecretStore entries must be Loaded, not {bad[1]} (key {bad[0]!r})")
+            raise TypeError(f"SecretStore entries must be Entry, not {bad[1]} (key {bad[0]!r})")
         self._entries = entries
         self._policy = policy or PolicyMap()
 
     @classmethod
-    def _adopt(cls, entries: dict[str, Loaded], policy: PolicyFor) -> SecretStore:
+    def _adopt(cls, entries: dict[str, Entry], policy: PolicyFor) -> SecretStore:
         """A store over `entries` itself, not a copy: for `load_secrets`,
         whose dict nobody else holds (a copy of 100,000 entries is ~2 ms)."""
         store = cls.__new__(cls)
@@ -67,7 +67,7 @@ class SecretStore(Mapping[str, CypherCell]):
 
     def close(self) -> None:
         """Wipes every cell. Calling it again does nothing."""
-        wipe_loaded(self._entries.values())
+        wipe_entries(self._entries.values())
         self._closed = True
 
     def __enter__(self) -> SecretStore:

@@ -1,6 +1,6 @@
 //! The cell state machine: one secret, its read policy (burn after read,
 //! time to live) and every path that wipes it. Plain Rust; the Python class
-//! in `bindings` is a thin shell over `Cell`.
+//! in `py::cell` is a thin shell over `Cell`.
 //!
 //! ```text
 //!            reveal/expose (volatile)          wipe()/drop/exit/fork
@@ -13,8 +13,9 @@
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use crate::memory::{fork_generation, AllocError, PerProcess, Requested, SecretBuf, Tier};
+use crate::memory::{AllocError, PerProcess, SecretBuf, Tier, TierRequest};
 use crate::reaper;
+use crate::sys::fork_generation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -26,7 +27,7 @@ pub enum Status {
 
 /// Why a read was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
+pub enum ReadRefused {
     Wiped,
     Expired,
     Burned,
@@ -87,7 +88,7 @@ impl Cell {
     /// and registers the cell for interpreter-exit wiping and TTL reaping.
     pub fn create<E>(
         len: usize,
-        requested: Requested,
+        requested: TierRequest,
         volatile: bool,
         deadline: Option<Instant>,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
@@ -124,9 +125,9 @@ impl Cell {
     }
 
     /// Locks the state after expiring it if its deadline has passed.
-    fn readable(&self) -> Result<MutexGuard<'_, State>, Refused> {
+    fn readable(&self) -> Result<MutexGuard<'_, State>, ReadRefused> {
         if !self.is_current() {
-            return Err(Refused::Forked);
+            return Err(ReadRefused::Forked);
         }
         let mut state = self.state();
         if state.status == Status::Live && self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -134,15 +135,15 @@ impl Cell {
         }
         match state.status {
             Status::Live => Ok(state),
-            Status::Wiped => Err(Refused::Wiped),
-            Status::Expired => Err(Refused::Expired),
-            Status::Burned => Err(Refused::Burned),
+            Status::Wiped => Err(ReadRefused::Wiped),
+            Status::Expired => Err(ReadRefused::Expired),
+            Status::Burned => Err(ReadRefused::Burned),
         }
     }
 
     /// Runs `f` over the secret. A volatile cell is burned by this read: under
     /// any number of racing threads exactly one read succeeds.
-    pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, Refused> {
+    pub fn read<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadRefused> {
         let mut state = self.readable()?;
         let buf = state.buf.clone().expect("a live cell holds its bytes");
         let out = buf.with_bytes(f);
@@ -154,7 +155,7 @@ impl Cell {
 
     /// Runs `f` over the secret without counting as a read (comparisons and
     /// masked display do not burn a volatile cell).
-    pub fn peek<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, Refused> {
+    pub fn peek<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R, ReadRefused> {
         let state = self.readable()?;
         let buf = state.buf.clone().expect("a live cell holds its bytes");
         Ok(buf.with_bytes(f))
@@ -163,7 +164,7 @@ impl Cell {
     /// Opens an exposure (a `with` block): until `close_exposure`, the
     /// reaper leaves the bytes alone. Counts as the read of a volatile cell,
     /// which is burned when the block closes.
-    pub fn open_exposure(&self) -> Result<Arc<SecretBuf>, Refused> {
+    pub fn open_exposure(&self) -> Result<Arc<SecretBuf>, ReadRefused> {
         let mut state = self.readable()?;
         let buf = state.buf.clone().expect("a live cell holds its bytes");
         state.pins += 1;
@@ -235,10 +236,6 @@ impl Cell {
 
     pub fn is_volatile(&self) -> bool {
         self.volatile
-    }
-
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
     }
 }
 
@@ -315,7 +312,7 @@ mod tests {
     use std::convert::Infallible;
     use std::time::Duration;
 
-    const UNLOCKED: Requested = Requested::Exactly(Tier::Unlocked);
+    const UNLOCKED: TierRequest = TierRequest::Exactly(Tier::Unlocked);
 
     fn cell(secret: &[u8], volatile: bool, ttl: Option<Duration>) -> Arc<Cell> {
         let deadline = ttl.map(|t| Instant::now() + t);
@@ -334,7 +331,7 @@ mod tests {
         assert_eq!(c.read(|b| b.len()).unwrap(), 7);
         c.wipe();
         c.wipe();
-        assert_eq!(c.read(|b| b.len()), Err(Refused::Wiped));
+        assert_eq!(c.read(|b| b.len()), Err(ReadRefused::Wiped));
         assert_eq!(c.status(), Status::Wiped);
     }
 
@@ -343,7 +340,7 @@ mod tests {
         let c = cell(b"otp", true, None);
         assert_eq!(c.peek(|b| b.len()).unwrap(), 3);
         assert!(c.read(|_| ()).is_ok());
-        assert_eq!(c.read(|_| ()), Err(Refused::Burned));
+        assert_eq!(c.read(|_| ()), Err(ReadRefused::Burned));
     }
 
     #[test]
@@ -376,7 +373,7 @@ mod tests {
         let c = cell(b"short", false, Some(Duration::from_millis(30)));
         assert!(c.read(|_| ()).is_ok());
         std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(c.read(|_| ()), Err(Refused::Expired));
+        assert_eq!(c.read(|_| ()), Err(ReadRefused::Expired));
     }
 
     #[test]

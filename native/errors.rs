@@ -1,23 +1,32 @@
-//! One internal error type and its single conversion to Python exceptions.
-//! Python owns the hierarchy (`cypher_cell/errors.py`); messages name what
-//! failed and why, never a secret's bytes.
+//! One internal error type and its single conversion to Python exceptions,
+//! and the one "memory is unlocked" warning. Python owns the hierarchy
+//! (`cypher_cell/errors.py`): its classes are looked up here, once each
+//! (`class`), and nowhere else. Messages name what failed and why, never a
+//! secret's bytes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 
-use crate::cell::Refused;
-use crate::memory::{sys, AllocError};
+use crate::cell::ReadRefused;
+use crate::memory::AllocError;
+use crate::sys;
 
 #[derive(Debug)]
 pub enum Error {
-    Refused(Refused),
+    ReadRefused(ReadRefused),
     Lock(AllocError),
     Type(String),
     Value(String),
     Reaper(std::io::Error),
     /// A source failed; becomes `cypher_cell.errors.ProviderError`.
     Provider(String),
+    /// A source that is not there (no terminal); becomes
+    /// `ProviderUnavailableError`.
+    ProviderUnavailable(String),
     /// A `.env` file's content is at fault; becomes `DotenvSyntaxError`.
     DotenvSyntax {
         message: String,
@@ -27,9 +36,9 @@ pub enum Error {
     Python(PyErr),
 }
 
-impl From<Refused> for Error {
-    fn from(r: Refused) -> Self {
-        Error::Refused(r)
+impl From<ReadRefused> for Error {
+    fn from(r: ReadRefused) -> Self {
+        Error::ReadRefused(r)
     }
 }
 
@@ -37,6 +46,14 @@ impl From<PyErr> for Error {
     fn from(e: PyErr) -> Self {
         Error::Python(e)
     }
+}
+
+/// The name of `obj`'s type, for an error message (never its value).
+pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// An I/O failure in words for messages: the common cases spelled out,
@@ -108,12 +125,86 @@ pub fn lock_message(e: &AllocError) -> String {
     }
 }
 
-fn errors_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
-    py.import("cypher_cell.errors")?.getattr(name)
+/// The classes of `cypher_cell/errors.py` that native code raises or warns
+/// with.
+#[derive(Clone, Copy)]
+enum Class {
+    MemoryLockError,
+    MemoryLockWarning,
+    DotenvSyntaxError,
+    ProviderError,
+    ProviderUnavailableError,
+    CellWipedError,
+    CellExpiredError,
+}
+
+impl Class {
+    const COUNT: usize = 7;
+
+    fn name(self) -> &'static str {
+        match self {
+            Class::MemoryLockError => "MemoryLockError",
+            Class::MemoryLockWarning => "MemoryLockWarning",
+            Class::DotenvSyntaxError => "DotenvSyntaxError",
+            Class::ProviderError => "ProviderError",
+            Class::ProviderUnavailableError => "ProviderUnavailableError",
+            Class::CellWipedError => "CellWipedError",
+            Class::CellExpiredError => "CellExpiredError",
+        }
+    }
+}
+
+/// Each class, imported the first time it is needed and kept. A failed
+/// import is an error (not a panic) and is tried again next time.
+static CLASSES: [PyOnceLock<Py<PyType>>; Class::COUNT] =
+    [const { PyOnceLock::new() }; Class::COUNT];
+
+fn class(py: Python<'_>, class: Class) -> PyResult<&Bound<'_, PyType>> {
+    CLASSES[class as usize].import(py, "cypher_cell.errors", class.name())
+}
+
+/// What fell back to unlocked memory, for the warning's message.
+pub enum Unlocked<'a> {
+    /// A cell asked for `protection='auto'`.
+    Cell,
+    /// A `.env` file's working buffers (the file as `shown`).
+    EnvFile(&'a str),
+    /// The buffer a prompt's answer is read into.
+    PromptAnswer,
+}
+
+static UNLOCKED_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// Warns (`MemoryLockWarning`) that `what` got unlocked memory because of
+/// `cause`. Once per process, whatever it was: the cause (the memory-lock
+/// limit, a kernel without locking) is the process's and the first warning
+/// says what to do; a program making 10,000 cells gets one warning, not
+/// 10,000. A forked child inherits the flag, as it inherits the cause.
+pub fn warn_unlocked(py: Python<'_>, cause: &AllocError, what: Unlocked<'_>) -> PyResult<()> {
+    if UNLOCKED_WARNED.swap(true, Ordering::SeqCst) {
+        return Ok(());
+    }
+    let fallback = match what {
+        Unlocked::Cell => "protection='auto' falls back to unlocked memory, which may be written \
+                           to swap. Pass protection='locked' to make this an error"
+            .to_string(),
+        Unlocked::EnvFile(shown) => {
+            format!("env-file {shown} is read into unlocked memory, which may be written to swap")
+        }
+        Unlocked::PromptAnswer => "the answer to the prompt is read into unlocked memory, which \
+                                   may be written to swap"
+            .to_string(),
+    };
+    let message = format!(
+        "{}; {fallback}. This warning is shown once per process.",
+        lock_message(cause)
+    );
+    let message = std::ffi::CString::new(message).unwrap_or_default();
+    PyErr::warn(py, class(py, Class::MemoryLockWarning)?, &message, 1)
 }
 
 fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
-    let (class, message) = match err {
+    let (which, message) = match err {
         Error::Python(e) => return Ok(e),
         Error::Type(m) => return Ok(PyTypeError::new_err(m)),
         Error::Value(m) => return Ok(PyValueError::new_err(m)),
@@ -127,7 +218,7 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             kwargs.set_item("tier", e.tier.name())?;
             kwargs.set_item("errno", e.cause.errno)?;
             let exc =
-                errors_class(py, "MemoryLockError")?.call((lock_message(&e),), Some(&kwargs))?;
+                class(py, Class::MemoryLockError)?.call((lock_message(&e),), Some(&kwargs))?;
             return Ok(PyErr::from_value(exc));
         }
         Error::DotenvSyntax {
@@ -138,30 +229,30 @@ fn build(py: Python<'_>, err: Error) -> PyResult<PyErr> {
             let kwargs = PyDict::new(py);
             kwargs.set_item("path", path)?;
             kwargs.set_item("line", line)?;
-            let exc = errors_class(py, "DotenvSyntaxError")?.call((message,), Some(&kwargs))?;
+            let exc = class(py, Class::DotenvSyntaxError)?.call((message,), Some(&kwargs))?;
             return Ok(PyErr::from_value(exc));
         }
-        Error::Provider(m) => {
-            return Ok(PyErr::from_value(
-                errors_class(py, "ProviderError")?.call1((m,))?,
-            ));
+        Error::Provider(m) => (Class::ProviderError, m),
+        Error::ProviderUnavailable(m) => (Class::ProviderUnavailableError, m),
+        Error::ReadRefused(ReadRefused::Wiped) => {
+            (Class::CellWipedError, "the cell has been wiped".into())
         }
-        Error::Refused(Refused::Wiped) => ("CellWipedError", "the cell has been wiped"),
-        Error::Refused(Refused::Burned) => (
-            "CellWipedError",
-            "the cell was volatile and has been burned by its one read",
+        Error::ReadRefused(ReadRefused::Burned) => (
+            Class::CellWipedError,
+            "the cell was volatile and has been burned by its one read".into(),
         ),
-        Error::Refused(Refused::Forked) => (
-            "CellWipedError",
-            "the cell was created before this process forked; children do not inherit secrets",
+        Error::ReadRefused(ReadRefused::Forked) => (
+            Class::CellWipedError,
+            "the cell was created before this process forked; children do not inherit secrets"
+                .into(),
         ),
-        Error::Refused(Refused::Expired) => (
-            "CellExpiredError",
-            "the cell's time to live has passed and it has been wiped",
+        Error::ReadRefused(ReadRefused::Expired) => (
+            Class::CellExpiredError,
+            "the cell's time to live has passed and it has been wiped".into(),
         ),
     };
     Ok(PyErr::from_value(
-        errors_class(py, class)?.call1((message,))?,
+        class(py, which)?.call1((message,))?.into_any(),
     ))
 }
 

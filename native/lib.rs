@@ -1,19 +1,61 @@
-//! cypher_cell's native core. `memory` is the only module allowed `unsafe`;
-//! the rest is safe Rust over it, and `bindings` is the thin PyO3 layer.
+//! cypher_cell's native core, built as the extension module
+//! `cypher_cell._native`. The layers, from the bottom up (each uses only
+//! the ones above it in this list):
+//!
+//! ```text
+//! sys/             OS calls (Linux): memory, limits, fork hook, C environ, openat2   [unsafe]
+//!   mod.rs         the calls, each result checked (SysError: call + errno)
+//!   tty.rs         the terminal: open, echo off and back, write, read a line
+//!   fault.rs       fault injection for the tests: the Nth call of a kind fails
+//! memory/          pages and the secrets in them                                     [unsafe]
+//!   region.rs      guarded mappings; tiers secretmem / locked / unlocked
+//!   pool.rs        slot allocator: per-page live counts, canaries
+//!   secret.rs      SecretBuf: fill / read / zeroize, zeroed on drop; tier requests
+//!   per_process.rs globals a forked child re-creates
+//! cell.rs          the cell state machine: Live -> Wiped | Burned | Expired; registry
+//! reaper.rs        one thread, a deadline heap on the monotonic clock
+//! dotenv/          the .env parser (python-dotenv's rules) over locked bytes, a file a stage
+//! errors.rs        Error -> Python exception (classes looked up once); warn_unlocked()
+//! pyffi/           the CPython C API where PyO3 does not reach                       [unsafe]
+//!   export.rs      Exposure: the read-only buffer export behind expose()
+//!   pybytes.rs     zeroing a Python bytes object in place (environ scrub)
+//!   pygc.rs        keeping bulk-made objects off the cycle collector
+//! py/              the PyO3 layer: one file per Python-facing type
+//!   options.rs     CellOptions: volatile / ttl_sec / protection, checked once
+//!   cell.rs        CypherCell
+//!   entry.rs       Entry (a cell and its origin), wipe_entries, stray_entry
+//!   dotenv_file.rs DotenvFile (EnvFile's native half)
+//!   environ.rs     environ_cell, scrub_environ (Environ's native half)
+//!   secrets_file.rs read_file_cell_at (SecretsDir's native half)
+//!   prompt.rs      prompt_cell (Prompt's native half)
+//!   debug.rs       _wipe_all, _pool_stats, _probe
+//!   faults.rs      _fault_arm and friends, for the tests
+//! lib.rs           this file: the module list and the #[pymodule]
+//! ```
+//!
+//! `unsafe` is denied for the crate (`Cargo.toml [lints]`) and allowed on
+//! exactly the three modules marked `#[allow(unsafe_code)]` below: `sys`
+//! (FFI calls into libc), `memory` (raw pointers into guarded pages) and
+//! `pyffi` (the CPython C API). Every block has a `// SAFETY:` comment and
+//! every `unsafe fn` a `# Safety` section (both denied by lint otherwise).
+//! `sys`, `memory`, `cell`, `reaper` and `dotenv` are plain Rust, free of
+//! PyO3; `errors`, `pyffi` and `py` are the Python side.
 
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
+use pyo3::prelude::*;
 
-mod bindings;
-pub mod cell;
+mod cell;
 mod dotenv;
-mod dotenv_py;
 mod errors;
-mod loaded;
 #[allow(unsafe_code)]
-pub mod memory;
-mod prompt;
-pub mod reaper;
-mod sources;
+mod memory;
+mod py;
+#[allow(unsafe_code)]
+mod pyffi;
+mod reaper;
+#[allow(unsafe_code)]
+mod sys;
+
+use crate::pyffi::export;
 
 /// For the fuzz targets in `fuzz/` only: `cargo fuzz` compiles every crate
 /// with `--cfg fuzzing`, so in any other build (the extension module, `cargo
@@ -24,4 +66,30 @@ mod sources;
 pub mod fuzzing {
     #[cfg(fuzzing)]
     pub use crate::dotenv::*;
+
+    /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
+    #[cfg(fuzzing)]
+    pub mod memory {
+        pub use crate::memory::{
+            pool_stats, release_unused, reserve, SecretBuf, Tier, TierRequest,
+        };
+    }
+}
+
+/// The extension module `cypher_cell._native`: the fork hooks, then each
+/// PyO3 file's classes and functions.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
+    export::install_fork_hook(m.py())?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::cell::register(m)?;
+    m.add_class::<export::Exposure>()?;
+    py::debug::register(m)?;
+    py::entry::register(m)?;
+    py::dotenv_file::register(m)?;
+    py::environ::register(m)?;
+    py::secrets_file::register(m)?;
+    py::prompt::register(m)?;
+    py::faults::register(m)
 }

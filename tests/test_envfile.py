@@ -50,7 +50,7 @@ from support.envfile import HYPOTHESIS, fifo_writer, interpolation_environment, 
 from support.provider_contract import ProviderContract
 
 from cypher_cell import DotenvSyntaxError, Policy, ProviderError, load_secrets
-from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_loaded
+from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_entries
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
 from cypher_cell.providers import EnvFile, Provider
 from cypher_cell.providers import envfile as envfile_module
@@ -98,7 +98,7 @@ def test_load_gives_plain_named_valued_keys_in_the_order_asked(tmp_path: Path) -
         assert [e.cell == v for e, v in zip(loaded.values(), [b"3", b"2", b"1"], strict=True)] == [True] * 3
         assert [e.cell.volatile for e in loaded.values()] == [True] * 3
         assert [e.origin for e in loaded.values()] == [f"env-file {path}:{n}" for n in (5, 2, 1)]
-        assert repr(loaded["A"]) == f"Loaded(cell=[REDACTED], origin='env-file {path}:1')"
+        assert repr(loaded["A"]) == f"Entry(cell=[REDACTED], origin='env-file {path}:1')"
 
 
 @pytest.mark.parametrize("stray", [b"not a str", None])
@@ -125,8 +125,8 @@ def test_wipe_loaded_wipes_every_cell_even_past_a_stray_item(tmp_path: Path) -> 
     path = write(tmp_path, b"A=1\nB=2\n")
     with DotenvFile(str(path)) as f:
         a, b = f.load(["A", "B"]).values()
-    with pytest.raises(TypeError, match="Loaded"):
-        wipe_loaded([a, "not an entry", b])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="Entry"):
+        wipe_entries([a, "not an entry", b])  # type: ignore[list-item]
     assert (a.cell.wiped, b.cell.wiped) == (True, True)
 
 

@@ -21,8 +21,8 @@ from support.envfile import fifo_writer, write
 from support.procfs import smaps, status_kib
 
 from cypher_cell import CypherCell
-from cypher_cell._native import DotenvFile, wipe_loaded
-from cypher_cell.providers import Loaded
+from cypher_cell._native import DotenvFile, wipe_entries
+from cypher_cell.providers import Entry
 
 
 def test_the_file_buffer_is_locked_memory_and_the_cells_secretmem(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_a_loaded_origin_is_an_exact_str_so_no_cycle_keeps_a_cell_alive() -> Non
     cell = CypherCell(b"x")
     alive = weakref.ref(cell)
     origin = Note("somewhere")
-    entry = Loaded(cell, origin)
+    entry = Entry(cell, origin)
     origin.entry = entry  # type: ignore[attr-defined]
     assert type(entry.origin) is str and entry.origin == "somewhere"
     del cell, entry, origin
@@ -180,5 +180,5 @@ def test_loaded_entries_are_off_the_cycle_collector(tmp_path: Path) -> None:
     with DotenvFile(str(path)) as f:
         loaded = f.load(["A", "B"])
         assert [gc.is_tracked(e) or gc.is_tracked(e.cell) for e in loaded.values()] == [False, False]
-        wipe_loaded(loaded.values())
+        wipe_entries(loaded.values())
         assert [e.cell.wiped for e in loaded.values()] == [True, True]

@@ -7,7 +7,7 @@ one child interpreter per scenario and a forked child per run, so that a
 crash is a signal in a wait status, not the end of pytest.
 
 The failures are injected by cypher_cell._native._fault_arm() (native/
-memory/fault.rs): compiled in, inert until armed.
+sys/fault.rs): compiled in, inert until armed.
 """
 
 from __future__ import annotations

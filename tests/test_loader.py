@@ -27,7 +27,7 @@ from cypher_cell import (
     load_secrets,
 )
 from cypher_cell.policy import PolicyMap
-from cypher_cell.providers import Environ, Loaded, PolicyFor, Provider
+from cypher_cell.providers import Entry, Environ, PolicyFor, Provider
 
 
 class Fake(Provider):
@@ -48,7 +48,7 @@ class Fake(Provider):
     def offered_keys(self) -> Collection[str] | None:
         return list(self.values) if self.enumerable else None
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         self.asked.append(list(keys))
         out = {}
         for k in keys:
@@ -56,12 +56,12 @@ class Fake(Provider):
                 p = policy(k)
                 cell = CypherCell(self.values[k], volatile=p.volatile, ttl_sec=p.ttl_sec)
                 self.made.append(cell)
-                out[k] = Loaded(cell, f"fake {self.name}:{k}")
+                out[k] = Entry(cell, f"fake {self.name}:{k}")
         return out
 
 
 class Failing(Fake):
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         raise ProviderError(f"fake {self.name}: backend down while loading {keys[0]}")
 
 
@@ -111,9 +111,9 @@ def test_a_source_returning_unasked_keys_is_an_error() -> None:
     made: list[CypherCell] = []
 
     class Sloppy(Fake):
-        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
             made.extend([CypherCell(b"1"), CypherCell(b"x")])
-            return {"A": Loaded(made[0], "sloppy"), "EXTRA": Loaded(made[1], "sloppy")}
+            return {"A": Entry(made[0], "sloppy"), "EXTRA": Entry(made[1], "sloppy")}
 
     with pytest.raises(ProviderError, match=r"not asked for: \['EXTRA'\]"):
         load_secrets(Sloppy("s", {"A": b"1"}))
@@ -128,21 +128,21 @@ def test_entries_that_are_not_loaded_are_refused_and_their_cells_wiped() -> None
     cells = [CypherCell(b"1"), CypherCell(b"2")]
 
     class Sloppy(Fake):
-        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
-            return {"A": Loaded(cells[0], "ok"), "B": Duck(cells[1])}  # type: ignore[dict-item]
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
+            return {"A": Entry(cells[0], "ok"), "B": Duck(cells[1])}  # type: ignore[dict-item]
 
-    with pytest.raises(ProviderError, match="returned a Duck instead of a Loaded entry"):
+    with pytest.raises(ProviderError, match="returned a Duck instead of an Entry"):
         load_secrets(Sloppy("s", {"A": b"1", "B": b"2"}))
     assert [c.wiped for c in cells] == [True, True]
-    with pytest.raises(TypeError, match="must be Loaded, not bytes"):
+    with pytest.raises(TypeError, match="must be Entry, not bytes"):
         SecretStore({"A": b"x"})  # type: ignore[dict-item]
 
 
 def test_a_provider_may_return_any_mapping_and_keeps_nothing_the_store_owns() -> None:
-    kept: list[Mapping[str, Loaded]] = []
+    kept: list[Mapping[str, Entry]] = []
 
     class ReadOnly(Fake):
-        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+        def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
             got = MappingProxyType(super().load(keys, policy))
             kept.append(got)
             return got  # type: ignore[return-value]
@@ -323,7 +323,7 @@ def raised_by(call: Callable[[], object]) -> BaseException:
 
 
 class Raw(Provider):
-    """A faulty provider that hands back the value itself, not a Loaded;
+    """A faulty provider that hands back the value itself, not an Entry;
     it keeps the value behind a function (not a local of any frame)."""
 
     kind = "raw"
@@ -334,7 +334,7 @@ class Raw(Provider):
     def offered_keys(self) -> Collection[str]:
         return ["K"]
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         return {"K": self.value()}  # type: ignore[dict-item]
 
 
@@ -342,7 +342,7 @@ def test_a_raw_value_returned_instead_of_a_loaded_is_in_no_traceback_local() -> 
     secret = random_secret()
     make = lambda: secret  # noqa: E731 - a function: no traceback frame holds its closure
     error = raised_by(lambda: load_secrets(Raw(make)))
-    assert isinstance(error, ProviderError) and "returned a bytes instead of a Loaded" in str(error)
+    assert isinstance(error, ProviderError) and "returned a bytes instead of an Entry" in str(error)
     places = value_in_traceback(error, secret)
     assert places == []
 
@@ -351,7 +351,7 @@ def test_a_raw_value_given_to_secret_store_is_in_no_traceback_local() -> None:
     secret = random_secret()
     make = lambda: secret  # noqa: E731 - a function: no traceback frame holds its closure
     error = raised_by(lambda: SecretStore({"K": make()}))  # type: ignore[dict-item]
-    assert isinstance(error, TypeError) and "must be Loaded, not bytes" in str(error)
+    assert isinstance(error, TypeError) and "must be Entry, not bytes" in str(error)
     places = value_in_traceback(error, secret)
     assert places == []
 
@@ -429,3 +429,10 @@ def test_sources_are_all_closed_before_any_is_committed() -> None:
         warnings.simplefilter("error")
         load_secrets(Recording("a", {"A": b"1"}), Recording("b", {"B": b"2"}))
     assert order == ["close a", "close b", "commit a", "commit b"]
+
+
+def test_loaded_is_a_deprecated_alias_of_entry() -> None:
+    from cypher_cell.providers import Entry, Loaded
+    from cypher_cell.providers.base import Loaded as LoadedFromBase
+
+    assert Loaded is Entry and LoadedFromBase is Entry

@@ -40,7 +40,7 @@ CHILD_SETUP = """
 import fcntl, termios
 from cypher_cell import Policy, load_secrets, _native
 from cypher_cell.errors import ProviderUnavailableError
-from cypher_cell.providers import Loaded, Prompt, Provider
+from cypher_cell.providers import Entry, Prompt, Provider
 
 if sys.argv[1] != "-":
     # A session leader (start_new_session) takes the pty as its controlling
@@ -69,7 +69,7 @@ class Fixed(Provider):
         return self.keys
 
     def load(self, keys, policy):
-        return {k: Loaded(CypherCell(b"from-fixed"), "fixed") for k in keys}
+        return {k: Entry(CypherCell(b"from-fixed"), "fixed") for k in keys}
 """
 
 

@@ -149,3 +149,37 @@ def test_refused_writable_memory_names_the_data_limit_not_the_lock_limit() -> No
         assert "ulimit -l" not in message
         assert "RLIMIT_MEMLOCK" not in message
     assert r["small_ok"] is True
+
+
+def test_unlocked_memory_is_warned_about_once_per_process_whatever_fell_back() -> None:
+    """One rule for the MemoryLockWarning (native/errors.rs `warn_unlocked`):
+    the first fallback warns, whether it was a `.env` file's buffers or a
+    cell; later fallbacks of either kind do not repeat it."""
+    r = run_child(
+        CHECK_NO_CAP
+        + """
+import os, tempfile, warnings
+from cypher_cell import MemoryLockWarning, load_secrets
+from cypher_cell.providers import EnvFile
+d = tempfile.mkdtemp()
+paths = []
+for name in ("a.env", "b.env"):
+    paths.append(os.path.join(d, name))
+    with open(paths[-1], "w") as f:
+        f.write("K=v\\n")
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    stores = [load_secrets(EnvFile(p)) for p in paths]
+    cells = [CypherCell(b"s" * 32) for _ in range(3)]
+lock_warnings = [w for w in caught if issubclass(w.category, MemoryLockWarning)]
+report(tiers=sorted({c.protection for c in cells} | {s["K"].protection for s in stores}),
+       warnings=[(w.category.__name__, str(w.message)) for w in lock_warnings])
+""",
+        preexec_fn=without_memlock(0, 0),
+    )
+    assert r["tiers"] == ["unlocked"]
+    warnings = r["warnings"]
+    assert isinstance(warnings, list)
+    assert len(warnings) == 1
+    assert "env-file" in warnings[0][1]
+    assert "once per process" in warnings[0][1]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider
+from cypher_cell.providers.base import Entry, Loaded, PolicyFor, Provider
 
 if TYPE_CHECKING:
     from cypher_cell.providers.envfile import EnvFile
@@ -17,7 +17,17 @@ if TYPE_CHECKING:
     from cypher_cell.providers.prompt import Prompt
     from cypher_cell.providers.secretsdir import SecretsDir
 
-__all__ = ["EnvFile", "Environ", "Keyring", "Loaded", "PolicyFor", "Prompt", "Provider", "SecretsDir"]
+__all__ = [
+    "Entry",
+    "EnvFile",
+    "Environ",
+    "Keyring",
+    "Loaded",
+    "PolicyFor",
+    "Prompt",
+    "Provider",
+    "SecretsDir",
+]
 
 _MODULES = {
     "EnvFile": "envfile",

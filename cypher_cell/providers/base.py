@@ -6,7 +6,7 @@ object: values go from the source into cells, ideally read by Rust straight
 into locked memory. Errors name the key, the provider and the place, never
 a value.
 
-`Loaded` (a cell and its origin) is native: an `.env` file of 100,000 keys
+`Entry` (a cell and its origin) is native: an `.env` file of 100,000 keys
 makes 100,000 of them in one call, kept off the cycle collector.
 """
 
@@ -17,23 +17,26 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import ClassVar
 
-from cypher_cell._native import Loaded, wipe_loaded
+from cypher_cell._native import Entry, wipe_entries
 from cypher_cell.policy import Policy
 
 #: Gives the policy for a key; providers pass it on when creating each cell.
 PolicyFor = Callable[[str], Policy]
 
-__all__ = ["Loaded", "PolicyFor", "Provider", "wiped_on_error"]
+#: The name `Entry` had before 0.2; kept for one release (see CHANGELOG.md).
+Loaded = Entry
+
+__all__ = ["Entry", "Loaded", "PolicyFor", "Provider", "wiped_on_error"]
 
 
 @contextmanager
-def wiped_on_error(loaded: Mapping[str, Loaded]) -> Iterator[None]:
+def wiped_on_error(loaded: Mapping[str, Entry]) -> Iterator[None]:
     """Wipes every cell in `loaded` if the block raises anything, Ctrl-C
     included: a provider that fails hands back nothing half-loaded."""
     try:
         yield
     except BaseException:
-        wipe_loaded(loaded.values())
+        wipe_entries(loaded.values())
         raise
 
 
@@ -56,7 +59,7 @@ class Provider(abc.ABC):
         `load_secrets` wants and still lacks)."""
 
     @abc.abstractmethod
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         """Cells for those of `keys` this source has, in a new dict that the
         caller takes over; absent keys are simply left out. Each cell is
         created with ``policy(key)``. Raises

@@ -23,7 +23,7 @@ from cypher_cell.errors import (
     ProviderError,
 )
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
+from cypher_cell.providers.base import Entry, PolicyFor, Provider, wiped_on_error
 
 __all__ = ["EnvFile", "is_plain_name", "loose_permissions"]
 
@@ -106,11 +106,11 @@ class EnvFile(Provider):
         self._read()
         return self._offered
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         file = self._read()
         if file is None:
             return {}
-        loaded: dict[str, Loaded] = {}
+        loaded: dict[str, Entry] = {}
         # The file's bytes are wiped when this block ends, however it ends.
         with closing(self), wiped_on_error(loaded):
             same = policy.uniform() if isinstance(policy, PolicyMap) else None

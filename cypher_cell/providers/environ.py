@@ -16,7 +16,7 @@ from typing import cast
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
+from cypher_cell.providers.base import Entry, PolicyFor, Provider, wiped_on_error
 
 
 class Environ(Provider):
@@ -55,8 +55,8 @@ class Environ(Provider):
             return [name[n:] for name in os.environ if name.startswith(self._prefix) and len(name) > n]
         return None
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
-        loaded: dict[str, Loaded] = {}
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
+        loaded: dict[str, Entry] = {}
         with wiped_on_error(loaded):
             for key in keys:
                 name = self._prefix + key
@@ -71,7 +71,7 @@ class Environ(Provider):
                 )
                 if cell is None:  # unset meanwhile, by another thread
                     continue
-                loaded[key] = Loaded(cell, f"environ {name}")
+                loaded[key] = Entry(cell, f"environ {name}")
                 if self._scrub:
                     self._to_scrub.append(name)
         return loaded

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from cypher_cell._native import CypherCell
 from cypher_cell.errors import ProviderError, ProviderUnavailableError
 from cypher_cell.policy import Policy
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
+from cypher_cell.providers.base import Entry, PolicyFor, Provider, wiped_on_error
 
 if TYPE_CHECKING:
     from keyring.backend import KeyringBackend
@@ -87,7 +87,7 @@ class Keyring(Provider):
     def describe(self) -> str:
         return f"{self.kind} {self._service}"
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         if not keys:
             return {}
         try:
@@ -97,7 +97,7 @@ class Keyring(Provider):
                 f"{self.describe()}: the keyring package is not installed; {INSTALL_HINT}"
             ) from exc
         backend = self._guarded(keyring.get_keyring, "selection", keys[0])
-        loaded: dict[str, Loaded] = {}
+        loaded: dict[str, Entry] = {}
         with wiped_on_error(loaded):
             if _is_secret_service(backend):
                 self._load_from_secret_service(backend, keys, policy, loaded)
@@ -110,7 +110,7 @@ class Keyring(Provider):
         backend: KeyringBackend,
         keys: Sequence[str],
         policy: PolicyFor,
-        loaded: dict[str, Loaded],
+        loaded: dict[str, Entry],
     ) -> None:
         """Any backend: the value arrives as a `str`, and goes into the cell
         with no other reference kept to it."""
@@ -131,10 +131,10 @@ class Keyring(Provider):
                 # Whatever happens, this frame keeps no reference to the value
                 # (a traceback that records locals would show it).
                 secret = None
-            loaded[key] = Loaded(cell, self._origin(key))
+            loaded[key] = Entry(cell, self._origin(key))
 
     def _load_from_secret_service(
-        self, backend: Any, keys: Sequence[str], policy: PolicyFor, loaded: dict[str, Loaded]
+        self, backend: Any, keys: Sequence[str], policy: PolicyFor, loaded: dict[str, Entry]
     ) -> None:
         """keyring's Secret Service backend: the same collection, search and
         unlock as its `get_password()`, one connection and one encrypted
@@ -161,7 +161,7 @@ class Keyring(Provider):
                     finally:
                         secret = None
                         del fetch
-                    loaded[key] = Loaded(cell, self._origin(key))
+                    loaded[key] = Entry(cell, self._origin(key))
         finally:
             # The session holds the AES key that decrypts what D-Bus carried,
             # and a closed collection's repr() makes a D-Bus call that fails:

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
+from cypher_cell.providers.base import Entry, PolicyFor, Provider, wiped_on_error
 
 _CONTROLLING_TERMINAL = "/dev/tty"
 
@@ -67,8 +67,8 @@ class Prompt(Provider):
         where = "terminal" if self._tty_path == _CONTROLLING_TERMINAL else self._tty_path
         return f"{self.kind} ({where})"
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
-        loaded: dict[str, Loaded] = {}
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
+        loaded: dict[str, Entry] = {}
         with wiped_on_error(loaded):
             for key in keys:
                 rule = policy(key)
@@ -82,7 +82,7 @@ class Prompt(Provider):
                     )
                 except (ProviderError, ValueError, EOFError) as exc:
                     raise _naming(exc, key) from None
-                loaded[key] = Loaded(cell, self.describe())
+                loaded[key] = Entry(cell, self.describe())
         return loaded
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError, ProviderUnavailableError
-from cypher_cell.providers.base import Loaded, PolicyFor, Provider, wiped_on_error
+from cypher_cell.providers.base import Entry, PolicyFor, Provider, wiped_on_error
 
 DEFAULT_MAX_SIZE = 1 << 20
 
@@ -84,11 +84,11 @@ class SecretsDir(Provider):
         finally:
             os.close(fd)
 
-    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Loaded]:
+    def load(self, keys: Sequence[str], policy: PolicyFor) -> dict[str, Entry]:
         fd = self._open()
         if fd is None:
             return {}
-        loaded: dict[str, Loaded] = {}
+        loaded: dict[str, Entry] = {}
         try:
             with wiped_on_error(loaded):
                 for key in keys:
@@ -109,7 +109,7 @@ class SecretsDir(Provider):
                         protection=p.protection,
                     )
                     if cell is not None:
-                        loaded[key] = Loaded(cell, _printable(f"secrets-dir {self._path / key}"))
+                        loaded[key] = Entry(cell, _printable(f"secrets-dir {self._path / key}"))
         finally:
             os.close(fd)
         return loaded

@@ -31,7 +31,7 @@
 
 use std::sync::OnceLock;
 
-use _native::memory::{pool_stats, release_unused, reserve, Requested, SecretBuf, Tier};
+use _native::fuzzing::memory::{pool_stats, release_unused, reserve, TierRequest, SecretBuf, Tier};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_LIVE: usize = 512;
@@ -68,13 +68,13 @@ fn intact(live: &Live) -> bool {
     })
 }
 
-fn requested(b: u8) -> Requested {
+fn requested(b: u8) -> TierRequest {
     match b % 5 {
-        0 => Requested::Exactly(Tier::Secretmem),
-        1 => Requested::Exactly(Tier::Locked),
-        2 => Requested::Exactly(Tier::Unlocked),
-        3 => Requested::Auto,
-        _ => Requested::Transient,
+        0 => TierRequest::Exactly(Tier::Secretmem),
+        1 => TierRequest::Exactly(Tier::Locked),
+        2 => TierRequest::Exactly(Tier::Unlocked),
+        3 => TierRequest::Auto,
+        _ => TierRequest::Transient,
     }
 }
 
@@ -192,22 +192,22 @@ impl Input<'_> {
     }
 }
 
-fn allocate(live: &mut Vec<Live>, next_id: &mut u64, req: Requested, len: usize) {
+fn allocate(live: &mut Vec<Live>, next_id: &mut u64, req: TierRequest, len: usize) {
     let Ok((buf, degraded)) = SecretBuf::allocate(req, len) else {
         // Only a protecting tier may be refused (the memory-lock limit, or
         // no secretmem in this kernel).
         assert!(
-            !matches!(req, Requested::Exactly(Tier::Unlocked)),
+            !matches!(req, TierRequest::Exactly(Tier::Unlocked)),
             "unlocked memory refused"
         );
         return;
     };
     assert_eq!(buf.len(), len);
     match req {
-        Requested::Exactly(tier) => assert_eq!(buf.tier(), tier),
-        Requested::Auto | Requested::Transient => {
+        TierRequest::Exactly(tier) => assert_eq!(buf.tier(), tier),
+        TierRequest::Auto | TierRequest::Transient => {
             assert_eq!(degraded.is_some(), buf.tier() == Tier::Unlocked);
-            if req == Requested::Transient {
+            if req == TierRequest::Transient {
                 assert_ne!(buf.tier(), Tier::Secretmem);
             }
         }

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use super::sys::fork_generation;
+use crate::sys::fork_generation;
 
 struct Entry<T> {
     generation: u64,

@@ -20,7 +20,7 @@
 use std::ptr::NonNull;
 
 use super::region::{lock_with_retry, Region, Tier};
-use super::sys::{self, SysResult};
+use crate::sys::{self, SysResult};
 
 /// Data sizes of the slot classes; larger secrets get a region of their own.
 pub const CLASSES: [usize; 12] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024];

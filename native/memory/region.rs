@@ -11,7 +11,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::sys::{self, SysError, SysResult};
+use crate::sys::{self, SysError, SysResult};
 
 /// How a secret's memory is protected, strongest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

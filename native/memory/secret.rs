@@ -9,11 +9,11 @@ use std::sync::{Mutex, MutexGuard};
 use super::per_process::PerProcess;
 use super::pool::{class_for, corruption_abort, Pool, PoolStats, SlotRef, CANARY_LEN, CLASSES};
 use super::region::{secretmem_maybe_available, Region, Tier};
-use super::sys::{self, SysError};
+use crate::sys::{self, SysError};
 
-/// What the caller asked for.
+/// The memory tier a caller asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Requested {
+pub enum TierRequest {
     /// The strongest tier this machine gives; unlocked only as a last resort.
     Auto,
     /// Exactly this tier, or an error.
@@ -27,15 +27,15 @@ pub enum Requested {
     Transient,
 }
 
-impl Requested {
+impl TierRequest {
     /// For `Auto` and `Transient`: the tiers to try, in order, before
     /// `Unlocked` as the last resort (secretmem left out once the kernel has
     /// said it lacks it). Nothing for `Exactly`.
     fn protecting_tiers(self) -> impl Iterator<Item = Tier> {
         let tiers: &[Tier] = match self {
-            Requested::Auto => &[Tier::Secretmem, Tier::Locked],
-            Requested::Transient => &[Tier::Locked],
-            Requested::Exactly(_) => &[],
+            TierRequest::Auto => &[Tier::Secretmem, Tier::Locked],
+            TierRequest::Transient => &[Tier::Locked],
+            TierRequest::Exactly(_) => &[],
         };
         tiers
             .iter()
@@ -67,9 +67,9 @@ fn pool() -> MutexGuard<'static, Pool> {
 /// one by one with `req` (a batch): their arenas are mapped now, sized for
 /// the batch. Best effort: a failure (the memory-lock limit) is left for the
 /// allocations themselves to meet, fall back from or report.
-pub fn reserve(req: Requested, lens: impl IntoIterator<Item = usize>) {
+pub fn reserve(req: TierRequest, lens: impl IntoIterator<Item = usize>) {
     let tier = match req {
-        Requested::Exactly(tier) => tier,
+        TierRequest::Exactly(tier) => tier,
         _ => req.protecting_tiers().next().unwrap_or(Tier::Unlocked),
     };
     let mut counts = [0usize; CLASSES.len()];
@@ -132,12 +132,12 @@ impl SecretBuf {
     /// Allocates `len` zeroed bytes. `Ok((buf, degraded))`: `degraded` names
     /// the failure that made `Auto` or `Transient` settle for `Tier::Unlocked`.
     pub fn allocate(
-        req: Requested,
+        req: TierRequest,
         len: usize,
     ) -> Result<(SecretBuf, Option<AllocError>), AllocError> {
         match req {
-            Requested::Exactly(tier) => Self::allocate_tier(tier, len).map(|b| (b, None)),
-            Requested::Auto | Requested::Transient => {
+            TierRequest::Exactly(tier) => Self::allocate_tier(tier, len).map(|b| (b, None)),
+            TierRequest::Auto | TierRequest::Transient => {
                 let mut last = None;
                 for tier in req.protecting_tiers() {
                     match Self::allocate_tier(tier, len) {
@@ -231,8 +231,9 @@ impl SecretBuf {
         unsafe { sys::zero(self.ptr, self.len) };
     }
 
-    /// The address of the bytes, for the buffer export in this module only.
-    pub(super) fn as_ptr(&self) -> *const u8 {
+    /// The address of the bytes, for the buffer export (`pyffi::export`)
+    /// only: nothing else may reach the bytes without `fill`/`with_bytes`.
+    pub(crate) fn as_ptr(&self) -> *const u8 {
         self.ptr.as_ptr()
     }
 }
@@ -276,7 +277,7 @@ mod tests {
     #[test]
     fn fill_read_zeroize_round_trip_small_and_large() {
         for len in [0usize, 1, 32, 1024, 1025, 10_000, 70_000] {
-            let (buf, _) = SecretBuf::allocate(Requested::Exactly(Tier::Unlocked), len).unwrap();
+            let (buf, _) = SecretBuf::allocate(TierRequest::Exactly(Tier::Unlocked), len).unwrap();
             buf.with_bytes(|b| assert!(b.iter().all(|&x| x == 0)));
             buf.fill(|b| {
                 b.iter_mut()
@@ -294,7 +295,7 @@ mod tests {
 
     #[test]
     fn auto_picks_a_protecting_tier_when_one_is_available() {
-        let (buf, degraded) = SecretBuf::allocate(Requested::Auto, 32).unwrap();
+        let (buf, degraded) = SecretBuf::allocate(TierRequest::Auto, 32).unwrap();
         if degraded.is_none() {
             assert_ne!(buf.tier(), Tier::Unlocked);
         } else {
@@ -305,7 +306,7 @@ mod tests {
     #[test]
     fn transient_is_never_secretmem() {
         for len in [32, 100_000] {
-            let (buf, degraded) = SecretBuf::allocate(Requested::Transient, len).unwrap();
+            let (buf, degraded) = SecretBuf::allocate(TierRequest::Transient, len).unwrap();
             let expected = if degraded.is_none() {
                 Tier::Locked
             } else {

@@ -2,7 +2,7 @@
 //! straight into guarded memory, then into a cell. The answer never becomes
 //! a Python object; the staging buffer it is read into is guarded memory of
 //! at least the cell's tier and is zeroed when dropped. The terminal calls
-//! themselves are in `memory::tty`.
+//! themselves are in `sys::tty`.
 
 use std::ffi::CString;
 use std::sync::{Condvar, Mutex};
@@ -11,11 +11,12 @@ use std::time::Duration;
 use pyo3::exceptions::{PyEOFError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::bindings::{CellOptions, CypherCell};
-use crate::errors::{lock_message, Error};
-use crate::memory::sys::{SysError, SysResult};
-use crate::memory::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
-use crate::memory::{PerProcess, Requested, SecretBuf, Tier};
+use super::cell::CypherCell;
+use super::options::CellOptions;
+use crate::errors::{warn_unlocked, Error, Unlocked};
+use crate::memory::{PerProcess, SecretBuf, Tier, TierRequest};
+use crate::sys::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
+use crate::sys::{SysError, SysResult};
 
 const CONTROLLING_TERMINAL: &str = "/dev/tty";
 
@@ -55,7 +56,7 @@ fn prompt_cell(
     let limit = answer_limit(max_len)?;
     let path = CString::new(tty_path)
         .map_err(|_| PyValueError::new_err("tty_path must not contain NUL characters"))?;
-    let staging = staging_buffer(py, protection, limit)?;
+    let staging = staging_buffer(py, options.requested, limit)?;
     let _turn = Turn::take(py)?;
     let terminal = blocking(py, tty_path, || Terminal::open(&path))?;
     // The answer is read into `staging`, copied into the cell, and zeroed
@@ -72,11 +73,9 @@ fn prompt_cell(
         if end == LineEnd::Full {
             discard_rest_of_line(py, tty_path, &mut quiet, buf)?;
         }
-        quiet
-            .restore()
-            .map_err(|e| terminal_error(py, tty_path, e))?;
+        quiet.restore().map_err(|e| terminal_error(tty_path, e))?;
         let len = answer.map_err(|refused| refusal_error(refused, limit, max_len))?;
-        options.create(py, len, |cell| {
+        CypherCell::create(py, options, len, |cell| {
             cell.copy_from_slice(&buf[..len]);
             Ok::<(), PyErr>(())
         })
@@ -144,23 +143,16 @@ fn answer_limit(max_len: i64) -> PyResult<usize> {
 /// Guarded memory with room for the longest accepted answer and its "\r\n".
 /// A cell asked to be locked (or secretmem) never has its bytes pass
 /// through weaker memory first; otherwise the best tier the machine gives,
-/// with a warning when `auto` had to settle for unlocked memory.
-fn staging_buffer(py: Python<'_>, protection: &str, limit: usize) -> PyResult<SecretBuf> {
-    let requested = match protection {
-        "secretmem" => Requested::Exactly(Tier::Secretmem),
-        "locked" => Requested::Exactly(Tier::Locked),
-        _ => Requested::Auto,
+/// with a warning when `auto` had to settle for unlocked memory. `cell` is
+/// the cell's request as `CellOptions` parsed it (the one parse).
+fn staging_buffer(py: Python<'_>, cell: TierRequest, limit: usize) -> PyResult<SecretBuf> {
+    let requested = match cell {
+        TierRequest::Exactly(Tier::Secretmem | Tier::Locked) => cell,
+        _ => TierRequest::Auto,
     };
     let (buf, degraded) = SecretBuf::allocate(requested, limit + 2).map_err(Error::Lock)?;
-    if let (Some(cause), "auto") = (degraded, protection) {
-        let category = py
-            .import("cypher_cell.errors")?
-            .getattr("MemoryLockWarning")?;
-        let message = format!(
-            "{}; the answer to the prompt is read into unlocked memory, which may be written to swap",
-            lock_message(&cause)
-        );
-        PyErr::warn(py, &category, &CString::new(message)?, 1)?;
+    if let (Some(cause), TierRequest::Auto) = (degraded, cell) {
+        warn_unlocked(py, &cause, Unlocked::PromptAnswer)?;
     }
     Ok(buf)
 }
@@ -180,7 +172,7 @@ fn blocking<T: Send>(
         py.check_signals()?;
         match py.detach(&mut call) {
             Err(e) if e.errno == libc::EINTR => continue,
-            Err(e) => return Err(terminal_error(py, tty_path, e)),
+            Err(e) => return Err(terminal_error(tty_path, e)),
             Ok(done) => return Ok(done),
         }
     }
@@ -204,7 +196,7 @@ fn discard_rest_of_line(
 
 /// Why an answer was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Refused {
+enum AnswerRefused {
     /// End of input before anything was typed.
     NoAnswer,
     TooLong,
@@ -212,10 +204,10 @@ enum Refused {
 
 /// The length of the answer at the start of `line` (the bytes read): one
 /// trailing "\n" and a "\r" before it are not part of it.
-fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, Refused> {
+fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, AnswerRefused> {
     let (typed, answer) = match end {
-        LineEnd::Full => return Err(Refused::TooLong),
-        LineEnd::Eof if line.is_empty() => return Err(Refused::NoAnswer),
+        LineEnd::Full => return Err(AnswerRefused::TooLong),
+        LineEnd::Eof if line.is_empty() => return Err(AnswerRefused::NoAnswer),
         LineEnd::Eof => (line, line),
         LineEnd::Newline => {
             let typed = line.strip_suffix(b"\n").unwrap_or(line);
@@ -223,20 +215,20 @@ fn answer_len(line: &[u8], end: LineEnd, limit: usize) -> Result<usize, Refused>
         }
     };
     if typed.len() >= LINE_LIMIT || answer.len() > limit {
-        return Err(Refused::TooLong);
+        return Err(AnswerRefused::TooLong);
     }
     Ok(answer.len())
 }
 
-fn refusal_error(refused: Refused, limit: usize, max_len: i64) -> PyErr {
+fn refusal_error(refused: AnswerRefused, limit: usize, max_len: i64) -> PyErr {
     match refused {
-        Refused::NoAnswer => {
+        AnswerRefused::NoAnswer => {
             PyEOFError::new_err("prompt: end of input before an answer (Ctrl-D or a hang-up)")
         }
-        Refused::TooLong if usize::try_from(max_len) == Ok(limit) => PyValueError::new_err(
+        AnswerRefused::TooLong if usize::try_from(max_len) == Ok(limit) => PyValueError::new_err(
             format!("prompt: the answer is longer than max_len={max_len} bytes; it was discarded"),
         ),
-        Refused::TooLong => PyValueError::new_err(format!(
+        AnswerRefused::TooLong => PyValueError::new_err(format!(
             "prompt: the answer is longer than {limit} bytes, the most a terminal line holds \
              whole (the kernel cuts longer lines short); it was discarded"
         )),
@@ -245,7 +237,7 @@ fn refusal_error(refused: Refused, limit: usize, max_len: i64) -> PyErr {
 
 /// The Python exception for a failed terminal call: no terminal is
 /// `ProviderUnavailableError`, anything else `ProviderError`.
-fn terminal_error(py: Python<'_>, tty_path: &str, e: SysError) -> PyErr {
+fn terminal_error(tty_path: &str, e: SysError) -> PyErr {
     let unavailable = match (e.call, e.errno) {
         ("open", libc::ENXIO | libc::ENODEV | libc::ENOENT | libc::EACCES) => {
             if tty_path == CONTROLLING_TERMINAL {
@@ -266,10 +258,7 @@ fn terminal_error(py: Python<'_>, tty_path: &str, e: SysError) -> PyErr {
             return Error::Provider(format!("prompt: the terminal {tty_path} failed ({e})")).into()
         }
     };
-    py.import("cypher_cell.errors")
-        .and_then(|errors| errors.getattr("ProviderUnavailableError"))
-        .and_then(|class| class.call1((unavailable,)))
-        .map_or_else(|failed| failed, PyErr::from_value)
+    Error::ProviderUnavailable(unavailable).into()
 }
 
 #[cfg(test)]
@@ -288,7 +277,10 @@ mod tests {
 
     #[test]
     fn nothing_before_the_end_of_input_is_no_answer() {
-        assert_eq!(answer_len(b"", LineEnd::Eof, 10), Err(Refused::NoAnswer));
+        assert_eq!(
+            answer_len(b"", LineEnd::Eof, 10),
+            Err(AnswerRefused::NoAnswer)
+        );
     }
 
     #[test]
@@ -296,15 +288,15 @@ mod tests {
         assert_eq!(answer_len(b"0123456789\r\n", LineEnd::Newline, 10), Ok(10));
         assert_eq!(
             answer_len(b"0123456789a\n", LineEnd::Newline, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
         assert_eq!(
             answer_len(b"0123456789a", LineEnd::Eof, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
         assert_eq!(
             answer_len(b"0123", LineEnd::Full, 10),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
     }
 
@@ -319,7 +311,7 @@ mod tests {
         line.insert(0, b'x');
         assert_eq!(
             answer_len(&line, LineEnd::Newline, TERMINAL_MAX_ANSWER),
-            Err(Refused::TooLong)
+            Err(AnswerRefused::TooLong)
         );
     }
 

@@ -1,7 +1,7 @@
-//! `Loaded`: a filled cell and where its value came from, what a provider
+//! `Entry`: a filled cell and where its value came from, what a provider
 //! hands to `load_secrets`. Native, so that a provider filling thousands of
 //! cells (a `.env` file) makes them all in one call, and off the cycle
-//! collector: a `Loaded` holds a cell and a string, and neither can refer
+//! collector: an `Entry` holds a cell and a string, and neither can refer
 //! back to it.
 
 use std::sync::Arc;
@@ -9,8 +9,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
-use crate::bindings::CypherCell;
-use crate::memory::pygc::{self, Acyclic};
+use super::cell::CypherCell;
+use crate::pyffi::pygc::{self, Acyclic};
 
 enum Origin {
     Text(Py<PyString>),
@@ -20,28 +20,28 @@ enum Origin {
 }
 
 /// A filled cell and where its value came from (no value in it).
-#[pyclass(frozen, module = "cypher_cell.providers", name = "Loaded")]
-pub struct Loaded {
+#[pyclass(frozen, module = "cypher_cell.providers", name = "Entry")]
+pub struct Entry {
     cell: Py<CypherCell>,
     origin: Origin,
 }
 
 // Final, and holds a `CypherCell` (itself `Acyclic`) and an exact `str`
 // (`new` copies a `str` subclass, whose `__dict__` could refer back here).
-impl Acyclic for Loaded {}
+impl Acyclic for Entry {}
 
-impl Loaded {
-    /// A new `Loaded` whose origin reads `{prefix}{line}`, and its cell,
+impl Entry {
+    /// A new `Entry` whose origin reads `{prefix}{line}`, and its cell,
     /// both off the cycle collector.
     pub(crate) fn at_line<'py>(
         cell: Bound<'py, CypherCell>,
         prefix: &Arc<str>,
         line: usize,
-    ) -> PyResult<Bound<'py, Loaded>> {
+    ) -> PyResult<Bound<'py, Entry>> {
         pygc::untrack(&cell);
         let loaded = Bound::new(
             cell.py(),
-            Loaded {
+            Entry {
                 cell: cell.unbind(),
                 origin: Origin::Line(prefix.clone(), line),
             },
@@ -56,7 +56,7 @@ impl Loaded {
 }
 
 #[pymethods]
-impl Loaded {
+impl Entry {
     #[new]
     fn new(cell: Bound<'_, CypherCell>, origin: Bound<'_, PyString>) -> PyResult<Self> {
         // An exact str: a subclass's instance could refer back to us.
@@ -65,7 +65,7 @@ impl Loaded {
         } else {
             origin.str()?
         };
-        Ok(Loaded {
+        Ok(Entry {
             cell: cell.unbind(),
             origin: Origin::Text(origin.unbind()),
         })
@@ -88,20 +88,20 @@ impl Loaded {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let origin = self.origin(py).repr()?;
-        Ok(format!("Loaded(cell=[REDACTED], origin={origin})"))
+        Ok(format!("Entry(cell=[REDACTED], origin={origin})"))
     }
 }
 
-/// Wipes the cell of every `Loaded` in `entries` (a store closing), in one
-/// call. An item that is not a `Loaded` still has its `.cell` wiped if that
+/// Wipes the cell of every `Entry` in `entries` (a store closing), in one
+/// call. An item that is not an `Entry` still has its `.cell` wiped if that
 /// is a `CypherCell`, and then is reported as a TypeError once every cell
 /// is wiped.
 #[pyfunction]
-fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
+fn wipe_entries(entries: &Bound<'_, PyAny>) -> PyResult<()> {
     let mut stray = None;
     for entry in entries.try_iter()? {
         let entry = entry?;
-        match entry.cast::<Loaded>() {
+        match entry.cast::<Entry>() {
             Ok(loaded) => loaded.get().wipe(),
             Err(e) => {
                 let cell = entry.getattr("cell").ok();
@@ -118,13 +118,13 @@ fn wipe_loaded(entries: &Bound<'_, PyAny>) -> PyResult<()> {
     }
 }
 
-/// The first item of `entries` that is not a `Loaded`, or None: the check
+/// The first item of `entries` that is not an `Entry`, or None: the check
 /// `load_secrets` makes on what each provider returns, at C speed.
 #[pyfunction]
 fn stray_entry<'py>(entries: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
     for entry in entries.try_iter()? {
         let entry = entry?;
-        if !entry.is_exact_instance_of::<Loaded>() {
+        if !entry.is_exact_instance_of::<Entry>() {
             return Ok(Some(entry));
         }
     }
@@ -132,7 +132,7 @@ fn stray_entry<'py>(entries: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, P
 }
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Loaded>()?;
-    m.add_function(wrap_pyfunction!(wipe_loaded, m)?)?;
+    m.add_class::<Entry>()?;
+    m.add_function(wrap_pyfunction!(wipe_entries, m)?)?;
     m.add_function(wrap_pyfunction!(stray_entry, m)?)
 }

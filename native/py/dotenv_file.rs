@@ -18,11 +18,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 use zeroize::Zeroizing;
 
-use crate::bindings::{type_name, CellOptions, CypherCell};
+use super::cell::CypherCell;
+use super::entry::Entry;
+use super::options::CellOptions;
 use crate::dotenv::{self, KeyIndex, Located};
-use crate::errors::{describe_io, lock_message, Error};
-use crate::loaded::Loaded;
-use crate::memory::{self, fork_generation, AllocError, Requested, SecretBuf};
+use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
+use crate::memory::{self, AllocError, SecretBuf, TierRequest};
+use crate::sys::fork_generation;
 
 /// The first buffer for a file whose size is unknown in advance (a pipe).
 const PIPE_CHUNK: usize = 64 << 10;
@@ -99,7 +101,7 @@ struct FileBytes {
     mode: u32,
     degraded: Option<AllocError>,
     /// The memory for this file's working buffers (see `working_memory`).
-    requested: Requested,
+    requested: TierRequest,
 }
 
 /// The memory for a file's working buffers (its bytes, and the values that
@@ -110,15 +112,15 @@ struct FileBytes {
 /// the kernel's direct map, was 40% of the parse. A pipe's or FIFO's
 /// (`<(sops -d .env)`): the strongest tier, as for cells, since once read
 /// this buffer is the only plaintext copy. Cells always get the strongest.
-fn working_memory(meta: &std::fs::Metadata) -> Requested {
+fn working_memory(meta: &std::fs::Metadata) -> TierRequest {
     if meta.is_file() {
-        Requested::Transient
+        TierRequest::Transient
     } else {
-        Requested::Auto
+        TierRequest::Auto
     }
 }
 
-fn allocate(len: usize, requested: Requested) -> Result<(SecretBuf, Option<AllocError>), Error> {
+fn allocate(len: usize, requested: TierRequest) -> Result<(SecretBuf, Option<AllocError>), Error> {
     SecretBuf::allocate(requested, len).map_err(Error::Lock)
 }
 
@@ -153,7 +155,7 @@ fn check_signals() -> Result<(), Error> {
 /// handlers run, and an exception they raise ends the read.
 fn read_some(mut file: &File, into: &mut [u8], shown: &str) -> Result<usize, Error> {
     loop {
-        match crate::memory::fault::read_check().and_then(|()| file.read(into)) {
+        match crate::sys::fault::read_check().and_then(|()| file.read(into)) {
             Err(e) if e.kind() == ErrorKind::Interrupted => check_signals()?,
             Err(e) => {
                 return Err(Error::Provider(format!(
@@ -277,18 +279,6 @@ fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
     }
 }
 
-fn warn_unlocked(py: Python<'_>, shown: &str, cause: &AllocError) -> PyResult<()> {
-    let category = py
-        .import("cypher_cell.errors")?
-        .getattr("MemoryLockWarning")?;
-    let message = format!(
-        "{}; env-file {shown} is read into unlocked memory, which may be written to swap",
-        lock_message(cause)
-    );
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &category, &message, 1)
-}
-
 /// An environment variable's value for `${NAME}`. Names that `os.environ`
 /// cannot hold are absent (glibc's getenv would match `A=B` against an
 /// entry `A=B=...`).
@@ -369,7 +359,7 @@ impl DotenvFile {
         });
         let (parsed, is_key, nul_line, values, undefined, built) = parsed?;
         if let Some(cause) = &degraded {
-            warn_unlocked(py, &shown, cause)?;
+            warn_unlocked(py, cause, Unlocked::EnvFile(&shown))?;
         }
         let bindings = &parsed.bindings;
         // Only keys' names are copied out of the zeroed names buffer.
@@ -483,7 +473,7 @@ impl DotenvFile {
         at: &Located,
         options: CellOptions,
     ) -> PyResult<CypherCell> {
-        options.create(py, at.len(), |dest| {
+        CypherCell::create(py, options, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
             buffers.copy(at, dest);
@@ -520,7 +510,7 @@ impl DotenvFile {
         // Python threads run meanwhile.
         let read = py.detach(|| read_file(&path, &shown, max))?;
         if let Some(cause) = &read.degraded {
-            warn_unlocked(py, &shown, cause)?;
+            warn_unlocked(py, cause, Unlocked::EnvFile(&shown))?;
         }
         Self::parse(py, read, shown, strip_bom, interpolate, max)
     }
@@ -612,7 +602,7 @@ impl DotenvFile {
         Ok((PyTuple::new(py, plain)?, odd))
     }
 
-    /// `{key: Loaded}` for those of `keys` that `loadable()` lists, in the
+    /// `{key: Entry}` for those of `keys` that `loadable()` lists, in the
     /// order of `keys`, every cell with the same policy; the other keys are
     /// left out. Origins read `env-file PATH:LINE`. All or nothing: if one
     /// cell fails, those already made are wiped.
@@ -652,16 +642,13 @@ impl DotenvFile {
                 wanted.push((key, info, at));
             }
         }
-        memory::reserve(
-            options.requested(),
-            wanted.iter().map(|(_, _, at)| at.len()),
-        );
-        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Loaded>)> =
+        memory::reserve(options.requested, wanted.iter().map(|(_, _, at)| at.len()));
+        let mut made: Vec<(Bound<'py, PyAny>, Bound<'py, Entry>)> =
             Vec::with_capacity(wanted.len());
         let filled = (|| {
             for (key, info, at) in wanted {
                 let cell = Bound::new(py, self.make_cell(py, at, options)?)?;
-                made.push((key, Loaded::at_line(cell, &prefix, info.line)?));
+                made.push((key, Entry::at_line(cell, &prefix, info.line)?));
             }
             // The dict is filled in a pass of its own: with 100,000 keys its
             // tables stay in the CPU's caches instead of competing with the

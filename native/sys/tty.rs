@@ -2,7 +2,7 @@
 //! turn echo off (and back on), write the prompt, read the answer straight
 //! into memory the caller supplies (a locked buffer). What counts as an
 //! answer — newline stripping, length limits, signals — is decided by the
-//! caller (`crate::prompt`).
+//! caller (`py/prompt.rs`).
 //!
 //! Every call returns the kernel's verdict; none of them panics. An
 //! interrupted call (`EINTR`) is returned to the caller, so that it can run
@@ -21,7 +21,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::fault::{self, Call};
-use super::sys::{SysError, SysResult};
+use super::{SysError, SysResult};
 
 /// The longest line the kernel's terminal line discipline (n_tty) delivers in
 /// canonical mode: `N_TTY_BUF_SIZE - 1` bytes before the newline. Bytes typed

@@ -1,24 +1,23 @@
-//! The PyO3 layer: `CypherCell` and a few module functions, as a thin shell
-//! over `cell::Cell`. Argument checking happens here, before any memory is
-//! allocated.
+//! `CypherCell`, the Python face of a `cell::Cell`: argument checking (before
+//! any memory is allocated), comparison in constant time, masking, and the
+//! refusals (pickle, copy, `repr`) that keep the secret in its cell.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 
-use crate::cell::{self, Cell, CreateError, Status};
-use crate::errors::{lock_message, Error};
-use crate::memory::export::{Exposure, ExposureOwner};
-use crate::memory::{self, sys, AllocError, Requested, Tier};
+use super::options::CellOptions;
+use crate::cell::{Cell, CreateError, Status};
+use crate::errors::{type_name, warn_unlocked, Error, Unlocked};
+use crate::memory;
+use crate::pyffi::export::{ExposedCell, Exposure};
 
 const REDACTED: &str = "[REDACTED]";
 
 /// The bytes of a constructor argument, borrowed without copying.
-enum Source<'py> {
+enum CellInput<'py> {
     Text(Bound<'py, PyString>),
     Buffer(PyBuffer<u8>),
 }
@@ -35,38 +34,31 @@ fn utf8_of<'a>(text: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
     })
 }
 
-impl Source<'_> {
+impl CellInput<'_> {
     fn len(&self) -> PyResult<usize> {
         match self {
-            Source::Text(s) => Ok(utf8_of(s)?.len()),
-            Source::Buffer(b) => Ok(b.item_count()),
+            CellInput::Text(s) => Ok(utf8_of(s)?.len()),
+            CellInput::Buffer(b) => Ok(b.item_count()),
         }
     }
 
     fn copy_into(&self, py: Python<'_>, dest: &mut [u8]) -> PyResult<()> {
         match self {
-            Source::Text(s) => {
+            CellInput::Text(s) => {
                 dest.copy_from_slice(utf8_of(s)?.as_bytes());
                 Ok(())
             }
-            Source::Buffer(b) => b.copy_to_slice(py, dest),
+            CellInput::Buffer(b) => b.copy_to_slice(py, dest),
         }
     }
 }
 
-pub(crate) fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
+fn cell_input<'py>(data: &Bound<'py, PyAny>) -> Result<CellInput<'py>, Error> {
     if let Ok(text) = data.cast::<PyString>() {
-        return Ok(Source::Text(text.clone()));
+        return Ok(CellInput::Text(text.clone()));
     }
     if let Ok(buf) = PyBuffer::<u8>::get(data) {
-        return Ok(Source::Buffer(buf));
+        return Ok(CellInput::Buffer(buf));
     }
     // Any other buffer (array('I'), a C-contiguous numpy array, ...): view its
     // raw bytes. Objects that are not buffers at all fail here.
@@ -78,88 +70,7 @@ fn source<'py>(data: &Bound<'py, PyAny>) -> Result<Source<'py>, Error> {
                 type_name(data)
             ))
         })?;
-    Ok(Source::Buffer(PyBuffer::<u8>::get(&raw)?))
-}
-
-fn requested(protection: &str) -> Result<Requested, Error> {
-    match protection {
-        "auto" => Ok(Requested::Auto),
-        "secretmem" => Ok(Requested::Exactly(Tier::Secretmem)),
-        "locked" => Ok(Requested::Exactly(Tier::Locked)),
-        "unlocked" => Ok(Requested::Exactly(Tier::Unlocked)),
-        other => Err(Error::Value(format!(
-            "protection must be one of 'auto', 'secretmem', 'locked', 'unlocked'; got {other:?}"
-        ))),
-    }
-}
-
-/// The longest time to live, in seconds (about 31,700 years): beyond any
-/// process's life and always representable as a deadline. Pass None for no
-/// limit. `cypher_cell/policy.py` checks the same bound.
-const MAX_TTL_SEC: f64 = 1e12;
-
-/// A TTL as an error message shows it, in a few characters: an int in full
-/// can run to thousands of digits. Ints below 10**15 as they are, the rest
-/// as Python writes the float they round to (as `policy.py` does).
-fn shown_ttl(ttl: &Bound<'_, PyAny>, seconds: Option<f64>) -> String {
-    if ttl.is_instance_of::<PyInt>() {
-        if let Ok(n) = ttl.extract::<i64>() {
-            if n.unsigned_abs() < 1_000_000_000_000_000 {
-                return n.to_string();
-            }
-        }
-    }
-    let Some(seconds) = seconds else {
-        return "an int too large for a float".into();
-    };
-    PyFloat::new(ttl.py(), seconds)
-        .repr()
-        .map_or_else(|_| "?".into(), |r| r.to_string())
-}
-
-fn deadline(ttl_sec: Option<&Bound<'_, PyAny>>) -> Result<Option<(Instant, f64)>, Error> {
-    let Some(ttl) = ttl_sec.filter(|t| !t.is_none()) else {
-        return Ok(None);
-    };
-    if ttl.is_instance_of::<PyBool>()
-        || !(ttl.is_instance_of::<PyInt>() || ttl.is_instance_of::<PyFloat>())
-    {
-        return Err(Error::Type(format!(
-            "ttl_sec must be a number of seconds or None, not {}",
-            type_name(ttl)
-        )));
-    }
-    // An int too large for a float fails to convert (OverflowError).
-    let seconds = ttl.extract::<f64>().ok();
-    let at = seconds
-        .filter(|&s| s > 0.0 && s <= MAX_TTL_SEC) // NaN fails both
-        .and_then(|s| Instant::now().checked_add(Duration::from_secs_f64(s)));
-    match (at, seconds) {
-        (Some(at), Some(seconds)) => Ok(Some((at, seconds))),
-        _ => Err(Error::Value(format!(
-            "ttl_sec must be a finite number of seconds greater than 0 and at most 1e+12 \
-             (None: no limit), got {}",
-            shown_ttl(ttl, seconds)
-        ))),
-    }
-}
-
-static DEGRADED_WARNED: AtomicBool = AtomicBool::new(false);
-
-fn warn_degraded(py: Python<'_>, cause: &AllocError) -> PyResult<()> {
-    if DEGRADED_WARNED.swap(true, Ordering::SeqCst) {
-        return Ok(());
-    }
-    let category = py
-        .import("cypher_cell.errors")?
-        .getattr("MemoryLockWarning")?;
-    let message = format!(
-        "{}; protection='auto' falls back to unlocked memory, which may be written to swap. \
-         Pass protection='locked' to make this an error. This warning is shown once per process.",
-        lock_message(cause)
-    );
-    let message = std::ffi::CString::new(message).unwrap_or_default();
-    PyErr::warn(py, &category, &message, 1)
+    Ok(CellInput::Buffer(PyBuffer::<u8>::get(&raw)?))
 }
 
 /// Compares without branching on the bytes' values (lengths may differ
@@ -170,64 +81,6 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     }
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-/// A cell's policy, checked before anything is allocated. Providers in
-/// Rust (the .env parser, the terminal reader, ...) create their cells
-/// through this too, so every cell gets the same checks and warnings.
-#[derive(Clone, Copy)]
-pub(crate) struct CellOptions {
-    requested: Requested,
-    volatile: bool,
-    deadline: Option<(Instant, f64)>,
-}
-
-impl CellOptions {
-    pub(crate) fn parse(
-        volatile: bool,
-        ttl_sec: Option<&Bound<'_, PyAny>>,
-        protection: &str,
-    ) -> PyResult<Self> {
-        Ok(CellOptions {
-            requested: requested(protection)?,
-            volatile,
-            deadline: deadline(ttl_sec)?,
-        })
-    }
-
-    /// The memory the cells are to get.
-    pub(crate) fn requested(&self) -> Requested {
-        self.requested
-    }
-
-    /// Allocates `len` bytes and lets `fill` write the secret straight into
-    /// the guarded memory; on error nothing is kept (the bytes are zeroed).
-    pub(crate) fn create<E: Into<PyErr>>(
-        self,
-        py: Python<'_>,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
-    ) -> PyResult<CypherCell> {
-        let created = Cell::create(
-            len,
-            self.requested,
-            self.volatile,
-            self.deadline.map(|d| d.0),
-            fill,
-        )
-        .map_err(|e| match e {
-            CreateError::Alloc(a) => Error::Lock(a),
-            CreateError::Fill(p) => Error::Python(p.into()),
-            CreateError::Reaper(io) => Error::Reaper(io),
-        })?;
-        if let Some(cause) = created.degraded {
-            warn_degraded(py, &cause)?;
-        }
-        Ok(CypherCell {
-            cell: created.cell,
-            ttl_sec: self.deadline.map(|d| d.1),
-        })
-    }
 }
 
 /// `reveal_masked`'s `suffix_len`: an int of 0 or more. Any int counts,
@@ -266,11 +119,12 @@ pub struct CypherCell {
 }
 
 // Final, and holds no Python object: bulk-made cells are untracked.
-impl crate::memory::pygc::Acyclic for CypherCell {}
+impl crate::pyffi::pygc::Acyclic for CypherCell {}
 
-struct Owner(Arc<Cell>);
+/// A cell as its `Exposure` sees it.
+struct ExposableCell(Arc<Cell>);
 
-impl ExposureOwner for Owner {
+impl ExposedCell for ExposableCell {
     fn open(&self) -> PyResult<Arc<memory::SecretBuf>> {
         Ok(self.0.open_exposure().map_err(Error::from)?)
     }
@@ -280,6 +134,36 @@ impl ExposureOwner for Owner {
 }
 
 impl CypherCell {
+    /// Allocates `len` bytes and lets `fill` write the secret straight into
+    /// the guarded memory; on error nothing is kept (the bytes are zeroed).
+    /// Every cell, whichever provider makes it, is made here.
+    pub(crate) fn create<E: Into<PyErr>>(
+        py: Python<'_>,
+        options: CellOptions,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> PyResult<CypherCell> {
+        let created = Cell::create(
+            len,
+            options.requested,
+            options.volatile,
+            options.deadline.map(|d| d.0),
+            fill,
+        )
+        .map_err(|e| match e {
+            CreateError::Alloc(a) => Error::Lock(a),
+            CreateError::Fill(p) => Error::Python(p.into()),
+            CreateError::Reaper(io) => Error::Reaper(io),
+        })?;
+        if let Some(cause) = created.degraded {
+            warn_unlocked(py, &cause, Unlocked::Cell)?;
+        }
+        Ok(CypherCell {
+            cell: created.cell,
+            ttl_sec: options.deadline.map(|d| d.1),
+        })
+    }
+
     /// Wipes from Rust (a provider that must discard a cell it made).
     pub(crate) fn wipe_now(&self) {
         self.cell.wipe();
@@ -345,15 +229,11 @@ impl CypherCell {
         wipe_source: bool,
         protection: &str,
     ) -> PyResult<Self> {
-        let CellOptions {
-            requested,
-            volatile,
-            deadline,
-        } = CellOptions::parse(volatile, ttl_sec, protection)?;
-        let source = source(data)?;
+        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let input = cell_input(data)?;
         if wipe_source {
-            match &source {
-                Source::Buffer(b) if !b.readonly() => {}
+            match &input {
+                CellInput::Buffer(b) if !b.readonly() => {}
                 _ => {
                     return Err(Error::Type(format!(
                         "wipe_source=True needs a writable buffer such as a bytearray; {} cannot be wiped",
@@ -363,15 +243,10 @@ impl CypherCell {
                 }
             }
         }
-        let len = source.len()?;
-        let cell = CellOptions {
-            requested,
-            volatile,
-            deadline,
-        }
-        .create(py, len, |dest| source.copy_into(py, dest))?;
+        let len = input.len()?;
+        let cell = Self::create(py, options, len, |dest| input.copy_into(py, dest))?;
         if wipe_source {
-            if let Source::Buffer(b) = &source {
+            if let CellInput::Buffer(b) = &input {
                 let zeros = vec![0u8; len];
                 b.copy_from_slice(py, &zeros)?;
             }
@@ -403,7 +278,7 @@ impl CypherCell {
         // Refuse at once for a cell that can no longer be read; the volatile
         // burn and the claim on the bytes happen when the block is entered.
         self.cell.peek(|_| ()).map_err(Error::from)?;
-        Ok(Exposure::new(Arc::new(Owner(self.cell.clone()))))
+        Ok(Exposure::new(Arc::new(ExposableCell(self.cell.clone()))))
     }
 
     /// Zeroes and frees the secret now. Safe to call more than once.
@@ -524,65 +399,8 @@ fn mask(secret: &[u8], suffix_len: usize) -> String {
     }
 }
 
-/// Wipes every live cell; registered with `atexit` by the package.
-#[pyfunction]
-fn _wipe_all() -> usize {
-    cell::wipe_all()
-}
-
-/// The allocator's own counts (the kernel's are in /proc/self).
-#[pyfunction]
-fn _pool_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let s = memory::pool_stats();
-    let d = PyDict::new(py);
-    d.set_item("regions", s.arenas)?;
-    d.set_item("live_slots", s.live_slots)?;
-    d.set_item("locked_bytes", s.locked_bytes)?;
-    d.set_item("mapped_bytes", s.mapped_bytes)?;
-    d.set_item("live_cells", cell::live_count())?;
-    Ok(d)
-}
-
-/// What this machine gives, for `cypher-cell doctor`.
-#[pyfunction]
-fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    let d = PyDict::new(py);
-    for tier in Tier::ALL {
-        let (ok, errno, call) = match memory::probe(tier) {
-            Ok(()) => (true, None, None),
-            Err(e) => (false, Some(e.errno), Some(e.call)),
-        };
-        let t = PyDict::new(py);
-        t.set_item("available", ok)?;
-        t.set_item("errno", errno)?;
-        t.set_item("call", call)?;
-        d.set_item(tier.name(), t)?;
-    }
-    let limit = |l: sys::SysResult<sys::Limit>| l.ok();
-    d.set_item("memlock_limit", limit(sys::memlock_limit()))?;
-    d.set_item("core_limit", limit(sys::core_limit()))?;
-    d.set_item("dumpable", sys::dumpable().ok())?;
-    d.set_item("page_size", sys::page_size())?;
-    Ok(d)
-}
-
-#[pymodule]
-fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
-    crate::memory::export::install_fork_hook(m.py())?;
-    m.add_class::<CypherCell>()?;
-    m.add_class::<Exposure>()?;
-    m.add_function(wrap_pyfunction!(_wipe_all, m)?)?;
-    m.add_function(wrap_pyfunction!(_pool_stats, m)?)?;
-    m.add_function(wrap_pyfunction!(_probe, m)?)?;
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    // Native pieces of the providers register their own functions and classes.
-    crate::loaded::register(m)?;
-    crate::dotenv_py::register(m)?;
-    crate::sources::register(m)?;
-    crate::prompt::register(m)?;
-    crate::memory::fault::register(m)?;
-    Ok(())
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<CypherCell>()
 }
 
 #[cfg(test)]

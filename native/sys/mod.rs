@@ -1,9 +1,17 @@
-//! The operating-system calls behind the memory engine, and nothing else.
+//! The operating-system calls, and nothing else: one of the three modules
+//! allowed `unsafe` (each call is an FFI call into libc). Plain Rust: no PyO3.
+//!
+//! - this file: the memory calls behind [`crate::memory`] (map, lock,
+//!   advise, unmap, zero), resource limits, the fork hook, the C
+//!   environment, and the `openat2`/`openat`/`readlinkat` calls behind the
+//!   secrets directory.
+//! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
+//! - [`fault`]: the tests' way to make the Nth OS call of a kind fail (inert unless armed).
 //!
 //! Linux is the one system implemented and tested. Every function returns the
 //! kernel's verdict (`Err(SysError)` carries the call and errno); none of them
 //! panics. A macOS port needs `mlock`/`MAP_NOCORE`/`minherit`; a Windows port
-//! `VirtualAlloc`/`VirtualLock`: both would replace this file only.
+//! `VirtualAlloc`/`VirtualLock`: both would replace this module only.
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("cypher_cell's memory engine is implemented for Linux only so far");
@@ -14,7 +22,10 @@ use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use super::fault::{self, Call};
+use self::fault::Call;
+
+pub mod fault;
+pub mod tty;
 
 /// A failed system call: which one, and the errno it returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -531,9 +542,8 @@ fn writable_ranges() -> Vec<(usize, usize)> {
 }
 
 // ---------------------------------------------------------------------------
-// Opening a file beneath a directory (SecretsDir). Not memory calls: they
-// are here because this is the one module allowed `unsafe`. The resolution
-// rules live in `sources.rs`; these are the bare system calls.
+// Opening a file beneath a directory (SecretsDir). The resolution rules
+// live in `py/secrets_file.rs`; these are the bare system calls.
 // ---------------------------------------------------------------------------
 
 /// `struct open_how` of openat2(2), laid out as the kernel reads it (libc's

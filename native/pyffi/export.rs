@@ -37,11 +37,11 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyCFunction, PyDict, PyMemoryView, PyTuple, PyWeakrefReference};
 
-use super::secret::SecretBuf;
-use super::sys;
+use crate::memory::SecretBuf;
+use crate::sys;
 
 /// The cell an exposure reads from.
-pub trait ExposureOwner: Send + Sync {
+pub trait ExposedCell: Send + Sync {
     /// The `with` block starts: the cell checks it may be read (a volatile
     /// cell is burned by this), counts an open exposure and hands over its
     /// bytes.
@@ -68,7 +68,7 @@ enum Phase {
 
 #[pyclass(frozen, module = "cypher_cell._native", name = "Exposure")]
 pub struct Exposure {
-    owner: Arc<dyn ExposureOwner>,
+    cell: Arc<dyn ExposedCell>,
     generation: u64,
     phase: Mutex<Phase>,
     /// Buffers handed out by `__getbuffer__` and not yet given back: one
@@ -138,9 +138,9 @@ pub fn install_fork_hook(py: Python<'_>) -> PyResult<()> {
 }
 
 impl Exposure {
-    pub fn new(owner: Arc<dyn ExposureOwner>) -> Self {
+    pub fn new(cell: Arc<dyn ExposedCell>) -> Self {
         Exposure {
-            owner,
+            cell,
             generation: sys::fork_generation(),
             phase: Mutex::new(Phase::Fresh),
             exports: AtomicUsize::new(0),
@@ -176,7 +176,7 @@ impl Exposure {
                 ));
             }
             *phase = Phase::Open {
-                buf: this.owner.open()?,
+                buf: this.cell.open()?,
                 view: None,
             };
         }
@@ -184,7 +184,7 @@ impl Exposure {
         // the bytes go only after that.
         Self::first_view(&slf).inspect_err(|_| {
             *this.phase() = Phase::Closed { _kept: None };
-            this.owner.close();
+            this.cell.close();
         })
     }
 
@@ -220,7 +220,7 @@ impl Exposure {
             |exporter| exporter.is(slf),
             || this.exports.load(Ordering::SeqCst) > 0,
         );
-        this.owner.close();
+        this.cell.close();
         Ok(false)
     }
 
@@ -289,7 +289,7 @@ impl Drop for Exposure {
         // Entered but never exited (a manual __enter__): close it now.
         let phase = self.phase.get_mut().unwrap_or_else(|e| e.into_inner());
         if matches!(phase, Phase::Open { .. }) && self.generation == sys::fork_generation() {
-            self.owner.close();
+            self.cell.close();
         }
     }
 }

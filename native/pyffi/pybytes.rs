@@ -5,7 +5,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::sys;
+use crate::sys;
 
 /// Overwrites the contents of `obj` with zeros, but only when nothing but
 /// its container and the caller refer to it (`expected_refs` counts them):

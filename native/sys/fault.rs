@@ -1,6 +1,6 @@
 //! Fault injection for the tests: makes the Nth OS call of one kind fail with
 //! a chosen errno, in the manner of SQLite's OOM tests. Every wrapper in
-//! [`super::sys`] and [`super::tty`], and the `.env` file read, asks
+//! [`crate::sys`] and [`super::tty`], and the `.env` file read, asks
 //! [`check`] first; `tests/test_faults.py` loops N over every call point of
 //! cell creation, reading, wiping, `.env` loading, the prompt and fork
 //! handling, and checks that each run ends with a clean error or a
@@ -30,10 +30,7 @@
 
 use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 
-use pyo3::exceptions::PyValueError;
-use pyo3::prelude::*;
-
-use super::sys::{SysError, SysResult};
+use super::{SysError, SysResult};
 
 /// The kinds of OS call that can be made to fail, one per call site kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -238,57 +235,6 @@ fn armed_check(call: Call) -> SysResult<()> {
 #[inline]
 pub fn read_check() -> std::io::Result<()> {
     check(Call::FileRead).map_err(|e| std::io::Error::from_raw_os_error(e.errno))
-}
-
-fn parse_kind(name: &str) -> PyResult<Call> {
-    Call::from_name(name).ok_or_else(|| {
-        let known: Vec<_> = Call::ALL.iter().map(|c| c.name()).collect();
-        PyValueError::new_err(format!(
-            "unknown fault kind {name:?}; known: {}",
-            known.join(", ")
-        ))
-    })
-}
-
-/// Tests only. Counts OS calls of every kind from now on and makes call
-/// `nth` (1-based) of `kind` fail with `errno`; with `persistent`, every
-/// later call of that kind too. `nth=0` only counts.
-#[pyfunction]
-#[pyo3(signature = (kind, nth, errno, persistent = false))]
-fn _fault_arm(kind: &str, nth: u64, errno: i32, persistent: bool) -> PyResult<()> {
-    let call = parse_kind(kind)?;
-    if errno <= 0 {
-        return Err(PyValueError::new_err(format!(
-            "errno must be a positive error number, got {errno}"
-        )));
-    }
-    arm(call, nth, errno, persistent);
-    Ok(())
-}
-
-/// Tests only. Stops failing and counting; the counts stay readable.
-#[pyfunction]
-fn _fault_disarm() {
-    disarm();
-}
-
-/// Tests only. Calls of `kind` counted since the last `_fault_arm()`.
-#[pyfunction]
-fn _fault_calls(kind: &str) -> PyResult<u64> {
-    Ok(calls(parse_kind(kind)?))
-}
-
-/// Tests only. The kinds `_fault_arm()` takes.
-#[pyfunction]
-fn _fault_kinds() -> Vec<&'static str> {
-    Call::ALL.iter().map(|c| c.name()).collect()
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(_fault_arm, m)?)?;
-    m.add_function(wrap_pyfunction!(_fault_disarm, m)?)?;
-    m.add_function(wrap_pyfunction!(_fault_calls, m)?)?;
-    m.add_function(wrap_pyfunction!(_fault_kinds, m)?)
 }
 
 #[cfg(test)]
