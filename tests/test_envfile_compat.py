@@ -40,6 +40,8 @@ def _environment() -> Iterator[None]:
 
 CORPUS: dict[str, bytes] = {
     "plain": b"A=1\nB=two\n",
+    # Found by the differential fuzzer: quoted, it is a value, not armour.
+    "quoted-value-starting-like-armour": b"Y=\"-----BEGIN \"\nZ='-----BEGIN X'\nW=1\n",
     "export": b"export A=1\nexport\tB=2\n",
     "export-alone-is-a-key": b"export\n",
     "export-as-key-name": b"export=1\nexportX=2\n",

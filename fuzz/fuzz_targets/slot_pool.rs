@@ -31,7 +31,7 @@
 
 use std::sync::OnceLock;
 
-use _native::fuzzing::memory::{pool_stats, release_unused, reserve, TierRequest, SecretBuf, Tier};
+use _native::fuzzing::memory::{pool_stats, release_unused, reserve, SecretBuf, Tier, TierRequest};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_LIVE: usize = 512;

@@ -508,8 +508,17 @@ pub fn parse(text: &str) -> Parsed {
             continue;
         }
         match parser.statement(pos) {
-            Ok((Some((_, Some(value))), next)) if opens_pem(&text[value.span.clone()]) => {
+            Ok((Some((key, Some(value))), next)) if opens_pem(&text[value.span.clone()]) => {
                 let (end, last) = parser.pem_block_end(next);
+                if value.quote != Quote::Unquoted && last.is_none() {
+                    // A quoted value that only starts like armour (`"-----BEGIN "`),
+                    // with no line of armour after it: an ordinary value, as
+                    // python-dotenv reads it. With armour lines after it, those
+                    // lines would become keys: the statement is skipped whole.
+                    parsed.bind(&text[key], line, Some(value));
+                    pos = next;
+                    continue;
+                }
                 let last = last.unwrap_or_else(|| parser.line_at(value.span.end));
                 parsed.skipped.push(Skipped {
                     line,
@@ -696,6 +705,25 @@ mod tests {
         assert!(!Problem::UnquotedPem { last: 6 }
             .message()
             .contains("PRIVATE"));
+    }
+
+    #[test]
+    fn a_quoted_value_that_only_starts_like_armour_is_a_value() {
+        // Found by the differential fuzzer: python-dotenv loads Y.
+        let p = parse("Y=\"-----BEGIN \"\nZ=1\n");
+        assert!(p.skipped.is_empty());
+        assert!(p.position("Y").is_some());
+        assert!(p.position("Z").is_some());
+        // Quoted on its first line, armour lines after it: skipped whole,
+        // so no body line becomes a key.
+        let p = parse("K=\"-----BEGIN X-----\"\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASCAT8wggE7AgEAAkEA\n-----END X-----\nZ=1\n");
+        assert_eq!(p.skipped.len(), 1);
+        assert!(matches!(
+            p.skipped[0].problem,
+            Problem::UnquotedPem { last: 3 }
+        ));
+        assert!(p.position("K").is_none());
+        assert!(p.position("Z").is_some());
     }
 
     #[test]
