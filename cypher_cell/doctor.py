@@ -38,6 +38,8 @@ class TierProbe:
     available: bool
     errno: int | None
     error: str | None  # os.strerror(errno)
+    call: str | None = None  # the OS call that failed, as the engine names it
+    why: str | None = None  # the engine's reading of that failure (its MemoryLockError's words)
 
 
 @dataclass(frozen=True)
@@ -217,7 +219,14 @@ def _tier_probe(value: object) -> TierProbe:
     available = value.get("available") is True
     code = value.get("errno")
     code = code if isinstance(code, int) else None
-    return TierProbe(available=available, errno=code, error=None if code is None else os.strerror(code))
+    call, why = value.get("call"), value.get("why")
+    return TierProbe(
+        available=available,
+        errno=code,
+        error=None if code is None else os.strerror(code),
+        call=call if isinstance(call, str) else None,
+        why=why if isinstance(why, str) else None,
+    )
 
 
 def _limit(value: object) -> Limit | None:
@@ -305,10 +314,15 @@ def exit_status(report: Report) -> int:
 # --- what it means ------------------------------------------------------------
 
 
-def _errno_text(probe: TierProbe) -> str:
+def _errno_text(probe: TierProbe, call: str | None = None) -> str:
+    """`failed: <strerror> (<ERRNO>)`, naming the call that failed when it is
+    not `call`, the one the check is about (`mlock` not reached: `mmap` failed)."""
     if probe.errno is None:
         return "failed"
-    return f"failed: {probe.error} ({errno_codes.errorcode.get(probe.errno, probe.errno)})"
+    said = f"{probe.error} ({errno_codes.errorcode.get(probe.errno, probe.errno)})"
+    if call is not None and probe.call is not None and probe.call != call:
+        return f"not reached: {probe.call} failed: {said}"
+    return f"failed: {said}"
 
 
 def _secretmem_check(probe: TierProbe) -> Check:
@@ -327,8 +341,10 @@ def _secretmem_check(probe: TierProbe) -> Check:
         errno_codes.EAGAIN: "secretmem pages count against RLIMIT_MEMLOCK, which is too small",
         errno_codes.ENOMEM: "secretmem pages count against RLIMIT_MEMLOCK, which is too small",
     }
-    hint = hints.get(probe.errno or 0, "the kernel refused it")
-    return Check("secretmem", "warn", f"memfd_secret {_errno_text(probe)}", f"{hint}; root can read cells")
+    # The engine names the call that failed and what that means; only without
+    # it (an older report) is the errno alone read.
+    hint = probe.why or hints.get(probe.errno or 0, "the kernel refused it")
+    return Check("secretmem", "warn", f"memfd_secret {_errno_text(probe, 'memfd_secret')}", f"{hint}; root can read cells")
 
 
 def _mlock_check(locked: TierProbe, unlocked: TierProbe) -> Check:
@@ -341,11 +357,15 @@ def _mlock_check(locked: TierProbe, unlocked: TierProbe) -> Check:
             f"locked page {_errno_text(locked)}",
             "even a plain guarded mapping fails, so mlock could not be tried; no cell can be created",
         )
-    if locked.errno == errno_codes.EPERM:
+    if locked.call not in (None, "mlock"):
+        # mlock was never reached: the mapping itself failed (address space,
+        # data limit, mappings), which no memory-lock limit explains.
+        why = locked.why or f"{locked.call} failed before mlock was tried"
+    elif locked.errno == errno_codes.EPERM:
         why = "RLIMIT_MEMLOCK is 0 and the process lacks CAP_IPC_LOCK"
     else:
         why = "RLIMIT_MEMLOCK is too small even after raising the soft limit to the hard one"
-    return Check("mlock", "fail", f"mlock {_errno_text(locked)}", f"{why}; cells could be written to swap")
+    return Check("mlock", "fail", f"mlock {_errno_text(locked, 'mlock')}", f"{why}; cells could be written to swap")
 
 
 def _wipe_on_fork_check(supported: bool | None) -> Check:

@@ -79,7 +79,7 @@ fn describe_limit(name: &str, resource: libc::__rlimit_resource_t) -> String {
 /// failed: only `mlock` and the secretmem mapping are charged to the
 /// memory-lock limit, and only they get its advice. `None`: the OS's word
 /// is all there is to say.
-fn why(cause: &sys::SysError) -> Option<String> {
+pub(crate) fn why(cause: &sys::SysError) -> Option<String> {
     let text = match (cause.call, cause.errno) {
         ("mlock", _) | ("mmap(memfd_secret)", libc::EAGAIN) => format!(
             "the memory-lock limit is reached ({}): raise it (ulimit -l) \

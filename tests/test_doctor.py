@@ -24,7 +24,7 @@ import pytest
 from support.cli import run_cli
 from support.privileges import CAP_IPC_LOCK, CAP_SETPCAP, holds_capability, without_memlock
 
-from cypher_cell import CypherCell, cli, doctor
+from cypher_cell import CypherCell, _native, cli, doctor
 
 SYS_MEMFD_SECRET = 447  # x86_64 and aarch64
 STATUS_WORDS = {"ok", "warn", "fail"}
@@ -404,3 +404,21 @@ def test_format_bytes() -> None:
     assert doctor.format_bytes(65536) == "64 KiB"
     assert doctor.format_bytes(1536) == "1.5 KiB"
     assert doctor.format_bytes(100) == "100 bytes"
+
+
+@pytest.mark.parametrize(("nth", "tier", "check"), [(1, "secretmem", "secretmem"), (2, "locked", "mlock")])
+def test_a_refused_mapping_is_not_blamed_on_the_memory_lock_limit(nth: int, tier: str, check: str) -> None:
+    """The probe's Nth mmap (secretmem's reservation, then the locked tier's)
+    refused with ENOMEM, as under RLIMIT_AS: the doctor names mmap and the
+    address space, as MemoryLockError does, not RLIMIT_MEMLOCK."""
+    _native._fault_arm("mmap", nth, errno.ENOMEM, False)
+    try:
+        report = doctor.collect()
+    finally:
+        _native._fault_disarm()
+    assert report.tiers[tier].available is False
+    assert report.tiers[tier].call == "mmap"
+    found = {c.name: c for c in doctor.checks(report)}[check]
+    assert "not reached: mmap failed" in found.fact
+    assert "address space" in found.meaning
+    assert "RLIMIT_MEMLOCK" not in found.meaning

@@ -32,14 +32,17 @@ fn _pool_stats(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _probe(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     for tier in Tier::ALL {
-        let (ok, errno, call) = match memory::probe(tier) {
-            Ok(()) => (true, None, None),
-            Err(e) => (false, Some(e.errno), Some(e.call)),
+        let (ok, errno, call, why) = match memory::probe(tier) {
+            Ok(()) => (true, None, None, None),
+            Err(e) => (false, Some(e.errno), Some(e.call), crate::errors::why(&e)),
         };
         let t = PyDict::new(py);
         t.set_item("available", ok)?;
         t.set_item("errno", errno)?;
         t.set_item("call", call)?;
+        // The engine's own reading of the failure (errors.rs), so the doctor
+        // and MemoryLockError tell the same story.
+        t.set_item("why", why)?;
         d.set_item(tier.name(), t)?;
     }
     let limit = |l: sys::SysResult<sys::Limit>| l.ok();
