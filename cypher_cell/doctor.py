@@ -344,7 +344,12 @@ def _secretmem_check(probe: TierProbe) -> Check:
     # The engine names the call that failed and what that means; only without
     # it (an older report) is the errno alone read.
     hint = probe.why or hints.get(probe.errno or 0, "the kernel refused it")
-    return Check("secretmem", "warn", f"memfd_secret {_errno_text(probe, 'memfd_secret')}", f"{hint}; root can read cells")
+    return Check(
+        "secretmem",
+        "warn",
+        f"memfd_secret {_errno_text(probe, 'memfd_secret')}",
+        f"{hint}; root can read cells",
+    )
 
 
 def _mlock_check(locked: TierProbe, unlocked: TierProbe) -> Check:
@@ -365,7 +370,9 @@ def _mlock_check(locked: TierProbe, unlocked: TierProbe) -> Check:
         why = "RLIMIT_MEMLOCK is 0 and the process lacks CAP_IPC_LOCK"
     else:
         why = "RLIMIT_MEMLOCK is too small even after raising the soft limit to the hard one"
-    return Check("mlock", "fail", f"mlock {_errno_text(locked, 'mlock')}", f"{why}; cells could be written to swap")
+    return Check(
+        "mlock", "fail", f"mlock {_errno_text(locked, 'mlock')}", f"{why}; cells could be written to swap"
+    )
 
 
 def _wipe_on_fork_check(supported: bool | None) -> Check:
