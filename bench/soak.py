@@ -44,6 +44,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench_cell import map_count  # this directory: run as python bench/soak.py
+
 from cypher_cell import CellExpiredError, CellWipedError, CypherCell, Policy, load_secrets
 from cypher_cell.doctor import locked_bytes, parse_proc_status
 from cypher_cell.providers import EnvFile
@@ -86,14 +88,6 @@ def status_kib() -> tuple[int, int]:
     rss = status.get("VmRSS", "0 kB").split()
     locked = locked_bytes(status)
     return int(rss[0]), 0 if locked is None else locked // 1024
-
-
-def map_count() -> int:
-    with open("/proc/self/maps", "rb", buffering=0) as f:
-        n = 0
-        while chunk := f.read(1 << 16):
-            n += chunk.count(b"\n")
-        return n
 
 
 def sample(t0: float) -> Sample:

@@ -43,6 +43,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from support.procfs import status_kib  # tests/ is this script's directory
+
 from cypher_cell import (
     CellExpiredError,
     CellWipedError,
@@ -96,13 +98,6 @@ MUST_SUCCEED = frozenset({"getrandom", "munlock", "munmap"})
 SMALL = secrets.token_hex(16).encode()  # 32 bytes: a slot
 LARGE = secrets.token_hex(2500).encode()  # 5,000 bytes: a region of its own, two pages
 RUN_TIMEOUT = 10  # seconds a run may take before SIGALRM ends it (seen as a hang)
-
-
-def vmlck_kib() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmLck:"):
-            return int(line.split()[1])
-    raise KeyError("VmLck")
 
 
 class Scenario:
@@ -539,7 +534,7 @@ def run_once(make: Callable[[], Scenario], fault: tuple[str, int, int, bool] | N
     sc.next_works()
     del sc.cells
     gc.collect()
-    return {"outcome": outcome, "problems": sc.problems, "counts": calls, "vmlck": vmlck_kib()}
+    return {"outcome": outcome, "problems": sc.problems, "counts": calls, "vmlck": status_kib("VmLck")}
 
 
 def main(name: str) -> None:
