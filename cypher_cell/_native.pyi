@@ -3,12 +3,13 @@
 One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
-native/py/secrets_file.rs, native/py/entry.rs (Entry) and
-native/py/dotenv_file.rs (DotenvFile). Argument checks shared by every
+native/py/secrets_file.rs, native/py/entry.rs (Entry),
+native/py/dotenv_file.rs (DotenvFile) and native/py/vault.rs (VaultClient,
+VaultReply, VaultLeases). Argument checks shared by every
 constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Literal, NoReturn, final
 
@@ -19,6 +20,9 @@ __all__ = [
     "DotenvFile",
     "Entry",
     "Exposure",
+    "VaultClient",
+    "VaultLeases",
+    "VaultReply",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -62,6 +66,8 @@ class CypherCell:
     def volatile(self) -> bool: ...
     @property
     def ttl_sec(self) -> float | None: ...
+    @property
+    def expires_in(self) -> float | None: ...
     def __enter__(self) -> CypherCell: ...
     def __exit__(
         self,
@@ -199,3 +205,77 @@ class DotenvFile:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
+
+# native/py/vault.rs: the native half of Vault (replies read and parsed in locked memory).
+
+@final
+class VaultClient:
+    def __new__(
+        cls,
+        addresses: list[str],
+        *,
+        namespace: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10.0,
+    ) -> VaultClient: ...
+    @property
+    def addresses(self) -> list[str]: ...
+    @property
+    def timeout(self) -> float: ...
+    def send_all(
+        self,
+        requests: Sequence[tuple[str, str, Mapping[str, str | CypherCell] | None, bool]],
+        *,
+        token: CypherCell | None = None,
+        timeout: float | None = None,
+        names: list[str] | None = None,
+    ) -> list[VaultReply]: ...
+
+@final
+class VaultReply:
+    @property
+    def path(self) -> str: ...
+    @property
+    def status(self) -> int: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def lease_id(self) -> str | None: ...
+    @property
+    def lease_duration(self) -> int: ...
+    @property
+    def renewable(self) -> bool: ...
+    @property
+    def errors(self) -> list[str]: ...
+    @property
+    def warnings(self) -> list[str]: ...
+    @property
+    def has_data(self) -> bool: ...
+    @property
+    def auth(self) -> tuple[int, bool] | None: ...
+    @property
+    def closed(self) -> bool: ...
+    def fields(self) -> list[str]: ...
+    def mount_info(self) -> tuple[str | None, str | None, str | None]: ...
+    def load(
+        self,
+        pairs: list[tuple[str, str]],
+        *,
+        origin: str,
+        volatile: bool = False,
+        ttl_sec: float | None = None,
+        protection: _Protection = "auto",
+    ) -> dict[str, Entry]: ...
+    def token_cell(self) -> CypherCell: ...
+    def close(self) -> None: ...
+
+@final
+class VaultLeases:
+    def __new__(cls, client: VaultClient) -> VaultLeases: ...
+    def set_token(self, token: CypherCell, login: tuple[int, bool] | None = None) -> None: ...
+    def add(self, reply: VaultReply) -> None: ...
+    def start(self) -> None: ...
+    def stop(self, revoke: bool) -> list[str]: ...
+    @property
+    def renewals(self) -> int: ...
+    def leases(self) -> list[tuple[str, bool]]: ...

@@ -42,32 +42,44 @@ def load_secrets(
     required_set = set(required)
     found: dict[str, Entry] = {}
     wanted: list[str] = []
+    # (source index, number of keys it gave): each source's keys are one run
+    # of `found`'s order (a later source only adds keys not found yet), so
+    # `refresh()` can tell who gave what without a map of every key.
+    given: list[tuple[int, int]] = []
     try:
-        offered = [source.offered_keys() for source in sources]
-        wanted, wanted_from = _wanted(offered, asked_for, required)
-        for source, offer in zip(sources, offered, strict=True):
-            only = required_set if source.asks_only_required else None
-            ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
-            if ask:
-                found = _merge(source, source.load(ask, policy_for), ask, found)
-        missing = [k for k in required if k not in found]
-        if missing:
-            raise MissingSecretsError(missing)
-    except BaseException:
-        wipe_entries(found.values())
-        raise
-    finally:
-        # Sources may hold buffers (a parsed .env file) even if never asked.
-        # A close that fails fails the load, before anything is committed.
-        failure = _close_all(sources)
-        if failure is not None:
+        try:
+            offered = [source.offered_keys() for source in sources]
+            wanted, wanted_from = _wanted(offered, asked_for, required)
+            for i, (source, offer) in enumerate(zip(sources, offered, strict=True)):
+                only = required_set if source.asks_only_required else None
+                ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
+                if ask:
+                    before = len(found)
+                    found = _merge(source, source.load(ask, policy_for), ask, found)
+                    given.append((i, len(found) - before))
+            missing = [k for k in required if k not in found]
+            if missing:
+                raise MissingSecretsError(missing)
+        except BaseException:
             wipe_entries(found.values())
-            raise failure
-    # Everything is here and every source closed: only now may sources act
-    # on it (Environ scrubs), so a load that fails changes nothing.
-    _commit_all(sources, found)
-    ordered = found if list(found) == wanted else {k: found[k] for k in wanted if k in found}
-    return SecretStore._adopt(ordered, policy_for)
+            raise
+        finally:
+            # Sources may hold buffers (a parsed .env file) even if never asked.
+            # A close that fails fails the load, before anything is committed.
+            failure = _close_all(sources)
+            if failure is not None:
+                wipe_entries(found.values())
+                raise failure
+        # Everything is here and every source closed: only now may sources act
+        # on it (Environ scrubs), so a load that fails changes nothing.
+        _commit_all(sources, found)
+    except BaseException:
+        # What sources keep for a store's life (a Vault login) ends with it.
+        _release_all(sources)
+        raise
+    order = list(found)
+    ordered = found if order == wanted else {k: found[k] for k in wanted if k in found}
+    return SecretStore._adopt(ordered, policy_for, sources, order, given)
 
 
 def _names(what: str, names: Iterable[str]) -> list[str]:
@@ -170,6 +182,13 @@ def _close_all(sources: tuple[Provider, ...]) -> BaseException | None:
         except BaseException as exc:
             first = first or exc
     return first
+
+
+def _release_all(sources: tuple[Provider, ...]) -> None:
+    """Releases every source after a failed load (a Vault login revoked)."""
+    for source in sources:
+        with suppress(Exception):
+            source.release()
 
 
 def _unique(names: Iterable[str]) -> list[str]:

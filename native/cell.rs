@@ -41,6 +41,8 @@ struct State {
     status: Status,
     /// Open `with cell.expose()` blocks; the reaper waits for them.
     pins: u32,
+    /// When the cell expires; a renewed lease moves it (`set_deadline`).
+    deadline: Option<Instant>,
 }
 
 impl State {
@@ -63,7 +65,6 @@ impl State {
 pub struct Cell {
     state: Mutex<State>,
     volatile: bool,
-    deadline: Option<Instant>,
     generation: u64,
     tier: Tier,
     registry_id: usize,
@@ -102,9 +103,9 @@ impl Cell {
                 buf: Some(Arc::new(buf)),
                 status: Status::Live,
                 pins: 0,
+                deadline,
             }),
             volatile,
-            deadline,
             generation: fork_generation(),
             tier,
             registry_id: registry_insert(weak.clone()),
@@ -130,7 +131,7 @@ impl Cell {
             return Err(ReadRefused::Forked);
         }
         let mut state = self.state();
-        if state.status == Status::Live && self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if state.status == Status::Live && state.deadline.is_some_and(|d| Instant::now() >= d) {
             state.end(Status::Expired);
         }
         match state.status {
@@ -184,7 +185,7 @@ impl Cell {
         }
         let mut state = self.state();
         state.pins = state.pins.saturating_sub(1);
-        if state.status == Status::Live && self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if state.status == Status::Live && state.deadline.is_some_and(|d| Instant::now() >= d) {
             state.status = Status::Expired;
         }
         if state.status != Status::Live {
@@ -205,11 +206,12 @@ impl Cell {
     /// reading them through a view without our lock, so they are zeroed when
     /// the block closes instead.
     pub fn expire_if_due(&self, now: Instant) {
-        if !self.is_current() || self.deadline.is_none_or(|d| now < d) {
+        if !self.is_current() {
             return;
         }
         let mut state = self.state();
-        if state.status != Status::Live {
+        // The deadline may have moved since this wake-up was scheduled.
+        if state.status != Status::Live || state.deadline.is_none_or(|d| now < d) {
             return;
         }
         if state.pins == 0 {
@@ -224,10 +226,30 @@ impl Cell {
             return Status::Wiped;
         }
         let mut state = self.state();
-        if state.status == Status::Live && self.deadline.is_some_and(|d| Instant::now() >= d) {
+        if state.status == Status::Live && state.deadline.is_some_and(|d| Instant::now() >= d) {
             state.end(Status::Expired);
         }
         state.status
+    }
+
+    /// When the cell expires (None: never), while it is live.
+    pub fn deadline(&self) -> Option<Instant> {
+        let state = self.state();
+        state.deadline.filter(|_| state.status == Status::Live)
+    }
+
+    /// Moves a live cell's deadline (a renewed lease: Vault's provider). The
+    /// reaper is told of the new one; its wake-up for the old one finds the
+    /// cell not yet due and leaves it.
+    pub fn set_deadline(self: &Arc<Self>, at: Instant) -> std::io::Result<()> {
+        {
+            let mut state = self.state();
+            if !self.is_current() || state.status != Status::Live {
+                return Ok(());
+            }
+            state.deadline = Some(at);
+        }
+        reaper::schedule(at, Arc::downgrade(self))
     }
 
     pub fn tier(&self) -> Tier {
@@ -388,6 +410,19 @@ mod tests {
             "the reaper expired it without any read"
         );
         assert!(buf.with_bytes(|b| b.iter().all(|&x| x == 0)));
+    }
+
+    #[test]
+    fn a_moved_deadline_is_kept_by_reads_and_the_reaper() {
+        let c = cell(b"lease", false, Some(Duration::from_millis(30)));
+        c.set_deadline(Instant::now() + Duration::from_millis(300))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(c.status(), Status::Live, "the old deadline passed");
+        c.set_deadline(Instant::now()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(c.state().status, Status::Expired);
+        assert!(c.deadline().is_none());
     }
 
     #[test]

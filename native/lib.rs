@@ -12,9 +12,12 @@
 //!   pool.rs        slot allocator: per-page live counts, canaries
 //!   secret.rs      SecretBuf: fill / read / zeroize, zeroed on drop; tier requests
 //!   per_process.rs globals a forked child re-creates
+//!   zeroing.rs     the global allocator: heap blocks zeroed as they are freed
 //! cell.rs          the cell state machine: Live -> Wiped | Burned | Expired; registry
 //! reaper.rs        one thread, a deadline heap on the monotonic clock
 //! dotenv/          the .env parser (python-dotenv's rules) over locked bytes, a file a stage
+//! vault/           the OpenBao/Vault client: HTTP(S) (ureq, rustls), JSON over locked bytes,
+//!                  replies, lease renewal
 //! errors.rs        Error -> Python exception (classes looked up once); warn_unlocked()
 //! pyffi/           the CPython C API where PyO3 does not reach                       [unsafe]
 //!   export.rs      Exposure: the read-only buffer export behind expose()
@@ -28,6 +31,7 @@
 //!   environ.rs     environ_cell, scrub_environ (Environ's native half)
 //!   secrets_file.rs read_file_cell_at (SecretsDir's native half)
 //!   prompt.rs      prompt_cell (Prompt's native half)
+//!   vault.rs       VaultClient, VaultReply, VaultLeases (Vault's native half)
 //!   debug.rs       _wipe_all, _pool_stats, _probe
 //!   faults.rs      _fault_arm and friends, for the tests
 //! lib.rs           this file: the module list and the #[pymodule]
@@ -38,7 +42,7 @@
 //! (FFI calls into libc), `memory` (raw pointers into guarded pages) and
 //! `pyffi` (the CPython C API). Every block has a `// SAFETY:` comment and
 //! every `unsafe fn` a `# Safety` section (both denied by lint otherwise).
-//! `sys`, `memory`, `cell`, `reaper` and `dotenv` are plain Rust, free of
+//! `sys`, `memory`, `cell`, `reaper`, `dotenv` and `vault` are plain Rust, free of
 //! PyO3; `errors`, `pyffi` and `py` are the Python side.
 
 use pyo3::prelude::*;
@@ -54,6 +58,12 @@ mod pyffi;
 mod reaper;
 #[allow(unsafe_code)]
 mod sys;
+mod vault;
+
+/// Every heap block of the extension (and of the crates it calls: HTTP and
+/// TLS buffers) is zeroed when freed; see `memory::ZeroingAlloc`.
+#[global_allocator]
+static ALLOCATOR: memory::ZeroingAlloc = memory::ZeroingAlloc;
 
 use crate::pyffi::export;
 
@@ -66,6 +76,12 @@ use crate::pyffi::export;
 pub mod fuzzing {
     #[cfg(fuzzing)]
     pub use crate::dotenv::*;
+
+    /// The Vault reply's JSON reader, for `fuzz_targets/vault_json.rs`.
+    #[cfg(fuzzing)]
+    pub mod vault_json {
+        pub use crate::vault::json::*;
+    }
 
     /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
     #[cfg(fuzzing)]
@@ -91,5 +107,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::environ::register(m)?;
     py::secrets_file::register(m)?;
     py::prompt::register(m)?;
+    py::vault::register(m)?;
     py::faults::register(m)
 }

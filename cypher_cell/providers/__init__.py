@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from cypher_cell.providers.keyring import Keyring
     from cypher_cell.providers.prompt import Prompt
     from cypher_cell.providers.secretsdir import SecretsDir
+    from cypher_cell.providers.vault import Vault, VaultAppRole, VaultJWT, VaultToken
 
 __all__ = [
     "Entry",
@@ -27,6 +28,10 @@ __all__ = [
     "Prompt",
     "Provider",
     "SecretsDir",
+    "Vault",
+    "VaultAppRole",
+    "VaultJWT",
+    "VaultToken",
 ]
 
 _MODULES = {
@@ -35,6 +40,10 @@ _MODULES = {
     "Keyring": "keyring",
     "Prompt": "prompt",
     "SecretsDir": "secretsdir",
+    "Vault": "vault",
+    "VaultAppRole": "vault",
+    "VaultJWT": "vault",
+    "VaultToken": "vault",
 }
 
 

@@ -80,6 +80,19 @@ class Provider(abc.ABC):
         it is done loading, whether or not the source was asked for
         anything, and before any `commit`: one that raises fails the load."""
 
+    @property
+    def refreshable(self) -> bool:
+        """Whether `SecretStore.refresh()` may read this source's keys again
+        (False for a source that cannot give them twice: a prompt, or the
+        environment once scrubbed). Their cells are then kept as they are."""
+        return True
+
+    def release(self) -> None:  # noqa: B027 - optional hook, deliberately not abstract
+        """Called once when the store this source loaded into closes (after
+        its cells are wiped), or when the load fails: ends what the source
+        keeps going for the store's life (Vault: lease renewal, its login
+        token). Problems become warnings; it should not raise."""
+
     def describe(self) -> str:
         """A one-line name for messages, such as ``env-file .env``."""
         return self.kind

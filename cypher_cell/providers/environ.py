@@ -43,6 +43,10 @@ class Environ(Provider):
     def describe(self) -> str:
         return f"environ {self._prefix}*" if self._prefix else "environ"
 
+    @property
+    def refreshable(self) -> bool:
+        return not self._scrub  # scrubbed variables cannot be read again
+
     def offered_keys(self) -> Collection[str] | None:
         # load_secrets asks every source for its keys first: a new load. What
         # an earlier load that failed had read is not to be scrubbed by this one.

@@ -63,6 +63,10 @@ class Prompt(Provider):
     def offered_keys(self) -> Collection[str] | None:
         return self._keys
 
+    @property
+    def refreshable(self) -> bool:
+        return False  # a person is not asked again
+
     def describe(self) -> str:
         where = "terminal" if self._tty_path == _CONTROLLING_TERMINAL else self._tty_path
         return f"{self.kind} ({where})"

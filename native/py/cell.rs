@@ -169,6 +169,12 @@ impl CypherCell {
         self.cell.wipe();
     }
 
+    /// The cell itself, for Rust code that reads it without the GIL (Vault's
+    /// token) or moves its deadline (a renewed lease).
+    pub(crate) fn inner(&self) -> &Arc<Cell> {
+        &self.cell
+    }
+
     fn compare(&self, py: Python<'_>, other: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
         if let Ok(other) = other.cast::<CypherCell>() {
             let other = &other.get().cell;
@@ -305,6 +311,17 @@ impl CypherCell {
     #[getter]
     fn ttl_sec(&self) -> Option<f64> {
         self.ttl_sec
+    }
+
+    /// Seconds until the cell expires (None: no deadline, or no longer
+    /// live). A renewed Vault lease moves it.
+    #[getter]
+    fn expires_in(&self) -> Option<f64> {
+        let at = self.cell.deadline()?;
+        Some(
+            at.saturating_duration_since(std::time::Instant::now())
+                .as_secs_f64(),
+        )
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

@@ -50,6 +50,24 @@ impl Entry {
         Ok(loaded)
     }
 
+    /// A new `Entry` with an origin of its own, off the cycle collector.
+    pub(crate) fn with_origin<'py>(
+        cell: Bound<'py, CypherCell>,
+        origin: &str,
+    ) -> PyResult<Bound<'py, Entry>> {
+        pygc::untrack(&cell);
+        let py = cell.py();
+        let loaded = Bound::new(
+            py,
+            Entry {
+                cell: cell.unbind(),
+                origin: Origin::Text(PyString::new(py, origin).unbind()),
+            },
+        )?;
+        pygc::untrack(&loaded);
+        Ok(loaded)
+    }
+
     pub(crate) fn wipe(&self) {
         self.cell.get().wipe_now();
     }

@@ -14,3 +14,4 @@ pub(crate) mod faults;
 pub(crate) mod options;
 pub(crate) mod prompt;
 pub(crate) mod secrets_file;
+pub(crate) mod vault;
