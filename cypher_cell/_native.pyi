@@ -1,24 +1,25 @@
 """Type stubs for the Rust core, `cypher_cell._native` (native/lib.rs maps it).
 
-One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
+One section per file of the PyO3 layer: native/py/policy.rs (Policy, taken by
+every constructor below), native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry) and
-native/py/dotenv_file.rs (DotenvFile). Argument checks shared by every
-constructor (volatile, ttl_sec, protection) are native/py/options.rs.
+native/py/dotenv_file.rs (DotenvFile).
 """
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal, NoReturn, final
+from typing import Literal, NoReturn, Self, final
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 __all__ = [
     "CypherCell",
     "DotenvFile",
     "Entry",
     "Exposure",
+    "Policy",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -39,6 +40,24 @@ __version__: str
 
 _Protection = Literal["auto", "secretmem", "locked", "unlocked"]
 
+@disjoint_base
+class Policy:
+    __match_args__ = ("ttl_sec", "volatile", "protection")
+    def __new__(
+        cls, ttl_sec: float | None = None, volatile: bool = False, protection: _Protection = "auto"
+    ) -> Self: ...
+    @property
+    def ttl_sec(self) -> float | None: ...
+    @property
+    def volatile(self) -> bool: ...
+    @property
+    def protection(self) -> _Protection: ...
+    def describe(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[type[Self], tuple[float | None, bool, str]]: ...
+
 @final
 class CypherCell:
     def __new__(
@@ -49,6 +68,7 @@ class CypherCell:
         ttl_sec: float | None = None,
         wipe_source: bool = False,
         protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> CypherCell: ...
     def reveal(self) -> bytes: ...
     def reveal_masked(self, suffix_len: int = 4) -> str: ...
@@ -106,9 +126,7 @@ def _fault_kinds() -> list[str]: ...
 def prompt_cell(
     prompt: str,
     *,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
     max_len: int = 4096,
     tty_path: str = "/dev/tty",
 ) -> CypherCell: ...
@@ -117,9 +135,7 @@ def prompt_cell(
 def environ_cell(
     name: bytes,
     *,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
 ) -> CypherCell | None: ...
 def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
 def read_file_cell_at(
@@ -129,9 +145,7 @@ def read_file_cell_at(
     label: str,
     max_size: int,
     strip_newline: bool = True,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
@@ -174,18 +188,14 @@ class DotenvFile:
         self,
         key: str,
         *,
-        volatile: bool = False,
-        ttl_sec: float | None = None,
-        protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> CypherCell: ...
     def loadable(self) -> tuple[tuple[str, ...], list[int]]: ...
     def load(
         self,
         keys: Iterable[str],
         *,
-        volatile: bool = False,
-        ttl_sec: float | None = None,
-        protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> dict[str, Entry]: ...
     def problems(self) -> list[tuple[int, str]]: ...
     def duplicates(self) -> list[tuple[str, list[int]]]: ...

@@ -92,7 +92,7 @@ def test_load_gives_plain_named_valued_keys_in_the_order_asked(tmp_path: Path) -
     path = write(tmp_path, b"A=1\nB=2\nC\nx+y/z==\nD.E-F=3\n")
     with DotenvFile(str(path)) as f:
         assert f.loadable() == (("A", "B", "D.E-F"), [4])
-        loaded = f.load(["D.E-F", "NOPE", "C", "x+y/z=", "B", "A"], volatile=True)
+        loaded = f.load(["D.E-F", "NOPE", "C", "x+y/z=", "B", "A"], policy=Policy(volatile=True))
         # Absent, valueless and not-plain keys are left out, not errors.
         assert list(loaded) == ["D.E-F", "B", "A"]
         assert [e.cell == v for e, v in zip(loaded.values(), [b"3", b"2", b"1"], strict=True)] == [True] * 3
@@ -182,8 +182,8 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
         EnvFile(path, permissions="loud")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         DotenvFile(123)  # type: ignore[arg-type]
-    with DotenvFile(str(path)) as f, pytest.raises(ValueError, match="protection"):
-        f.cell("A", protection="steel")  # type: ignore[arg-type]
+    with DotenvFile(str(path)) as f, pytest.raises(TypeError, match="Policy"):
+        f.cell("A", policy="steel")  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------- provider

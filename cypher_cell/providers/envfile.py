@@ -115,9 +115,7 @@ class EnvFile(Provider):
         with closing(self), wiped_on_error(loaded):
             same = policy.uniform() if isinstance(policy, PolicyMap) else None
             if same is not None:  # the usual case: one native call for every key
-                return file.load(
-                    keys, volatile=same.volatile, ttl_sec=same.ttl_sec, protection=same.protection
-                )
+                return file.load(keys, policy=same)
             groups: dict[int, tuple[Policy, list[str]]] = {}
             for key in keys:
                 p = policy(key)
@@ -126,9 +124,7 @@ class EnvFile(Provider):
                     groups[id(p)] = group = (p, [])
                 group[1].append(key)
             for p, names in groups.values():
-                loaded.update(
-                    file.load(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
-                )
+                loaded.update(file.load(names, policy=p))
             # Back in the order asked for, as with a single call.
             return {key: loaded[key] for key in keys if key in loaded}
 

@@ -62,13 +62,10 @@ class Environ(Provider):
                 name = self._prefix + key
                 if not _is_set(name):
                     continue
-                p = policy(key)
                 # The value goes from os.environ's bytes into the cell in native
                 # code: it is never a local here, so a failure (locked memory
                 # refused) leaves no value in this frame for a traceback to show.
-                cell = _native.environ_cell(
-                    _encoded(name), volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection
-                )
+                cell = _native.environ_cell(_encoded(name), policy=policy(key))
                 if cell is None:  # unset meanwhile, by another thread
                     continue
                 loaded[key] = Entry(cell, f"environ {name}")

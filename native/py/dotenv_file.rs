@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use super::cell::CypherCell;
 use super::entry::Entry;
-use super::options::CellOptions;
+use super::policy::{applied, Applied, Policy};
 use crate::dotenv::{self, KeyIndex, Located};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
 use crate::memory::{self, AllocError, SecretBuf, TierRequest};
@@ -467,12 +467,7 @@ impl DotenvFile {
         Ok(())
     }
 
-    fn make_cell(
-        &self,
-        py: Python<'_>,
-        at: &Located,
-        options: CellOptions,
-    ) -> PyResult<CypherCell> {
+    fn make_cell(&self, py: Python<'_>, at: &Located, options: Applied) -> PyResult<CypherCell> {
         CypherCell::create(py, options, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
@@ -570,16 +565,14 @@ impl DotenvFile {
     }
 
     /// A new cell holding the key's value.
-    #[pyo3(signature = (key, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    #[pyo3(signature = (key, *, policy = None))]
     fn cell(
         &self,
         py: Python<'_>,
         key: &str,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'_, PyAny>>,
-        protection: &str,
+        policy: Option<PyRef<'_, Policy>>,
     ) -> PyResult<CypherCell> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let options = applied(py, policy.as_deref())?;
         let at = self.value_of(key)?;
         self.check_readable()?;
         self.make_cell(py, at, options)
@@ -606,16 +599,14 @@ impl DotenvFile {
     /// order of `keys`, every cell with the same policy; the other keys are
     /// left out. Origins read `env-file PATH:LINE`. All or nothing: if one
     /// cell fails, those already made are wiped.
-    #[pyo3(signature = (keys, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    #[pyo3(signature = (keys, *, policy = None))]
     fn load<'py>(
         &self,
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'py, PyAny>>,
-        protection: &str,
+        policy: Option<PyRef<'py, Policy>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let options = applied(py, policy.as_deref())?;
         self.check_readable()?;
         let prefix: Arc<str> = format!("env-file {}:", self.path).into();
         // The keys first (iterating them may run Python code), then the

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use super::cell::CypherCell;
-use super::options::CellOptions;
+use super::policy::{applied, Policy};
 use crate::pyffi::pybytes;
 use crate::sys;
 
@@ -32,15 +32,13 @@ fn stored_environ<'py>(
 /// Python local: if the cell cannot be made, no frame of the error's
 /// traceback holds it. None when the variable is not set.
 #[pyfunction]
-#[pyo3(signature = (name, *, volatile = false, ttl_sec = None, protection = "auto"))]
+#[pyo3(signature = (name, *, policy = None))]
 fn environ_cell(
     py: Python<'_>,
     name: &Bound<'_, PyBytes>,
-    volatile: bool,
-    ttl_sec: Option<&Bound<'_, PyAny>>,
-    protection: &str,
+    policy: Option<PyRef<'_, Policy>>,
 ) -> PyResult<Option<CypherCell>> {
-    let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+    let options = applied(py, policy.as_deref())?;
     let Some(stored) = stored_environ(py, name)? else {
         return Ok(None);
     };
