@@ -28,7 +28,9 @@ __all__ = [
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "dotenv_encoding",
     "environ_cell",
+    "environ_is_set",
     "is_plain_name",
     "prompt_cell",
     "read_file_cell_at",
@@ -137,6 +139,7 @@ def environ_cell(
     *,
     policy: Policy | None = None,
 ) -> CypherCell | None: ...
+def environ_is_set(name: bytes) -> bool: ...
 def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
 def read_file_cell_at(
     dir_fd: int,
@@ -148,6 +151,7 @@ def read_file_cell_at(
     policy: Policy | None = None,
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
+def dotenv_encoding(encoding: str) -> Literal["utf-8", "utf-8-sig"]: ...
 
 # native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final

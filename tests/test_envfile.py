@@ -50,7 +50,7 @@ from support.envfile import HYPOTHESIS, fifo_writer, interpolation_environment, 
 from support.provider_contract import ProviderContract
 
 from cypher_cell import DotenvSyntaxError, Policy, ProviderError, load_secrets
-from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_entries
+from cypher_cell._native import DotenvFile, _pool_stats, dotenv_encoding, is_plain_name, wipe_entries
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
 from cypher_cell.providers import EnvFile, Provider
 from cypher_cell.providers import envfile as envfile_module
@@ -176,6 +176,11 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
             EnvFile(path, encoding=bad)
     for ok in ("UTF8", "utf_8", "utf-8-sig"):
         DotenvFile(str(path), encoding=ok).close()
+        EnvFile(path, encoding=ok)
+    # One rule, native: EnvFile asks the reader when it is made.
+    assert [dotenv_encoding(e) for e in ("UTF8", "U8", "utf_8_sig")] == ["utf-8", "utf-8", "utf-8-sig"]
+    with pytest.raises(TypeError, match="encoding"):
+        EnvFile(path, encoding=8)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_size"):
         DotenvFile(str(path), max_size=-1)
     with pytest.raises(ValueError, match="permissions"):

@@ -262,7 +262,8 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
 
 /// True for `utf-8-sig` (its codec drops a leading BOM, and python-dotenv
 /// then drops a second one), false for `utf-8`; any other encoding is
-/// refused by name.
+/// refused by name. The one place the rule lives: `EnvFile` asks it
+/// through `dotenv_encoding` when it is made.
 fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
     let name: Option<String> = py
         .import("codecs")?
@@ -721,7 +722,20 @@ fn is_plain_name(name: &str) -> bool {
     dotenv::is_plain_name(name)
 }
 
+/// The codec name `DotenvFile` reads with for `encoding` (`"utf-8"` or
+/// `"utf-8-sig"`, whatever alias was given); ValueError for any other, so
+/// `EnvFile(encoding=...)` fails when it is made, not when first read.
+#[pyfunction]
+fn dotenv_encoding(py: Python<'_>, encoding: &str) -> PyResult<&'static str> {
+    Ok(if strips_bom(py, encoding)? {
+        "utf-8-sig"
+    } else {
+        "utf-8"
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DotenvFile>()?;
+    m.add_function(wrap_pyfunction!(dotenv_encoding, m)?)?;
     m.add_function(wrap_pyfunction!(is_plain_name, m)?)
 }
