@@ -46,7 +46,7 @@ def load_secrets(
         offered = [source.offered_keys() for source in sources]
         wanted, wanted_from = _wanted(offered, asked_for, required)
         for source, offer in zip(sources, offered, strict=True):
-            only = required_set if source.asks_only_required else None
+            only = required_set if source.interactive or source.asks_only_required else None
             ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
             if ask:
                 found = _merge(source, source.load(ask, policy_for), ask, found)

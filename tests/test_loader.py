@@ -54,7 +54,7 @@ class Fake(Provider):
         for k in keys:
             if k in self.values:
                 p = policy(k)
-                cell = CypherCell(self.values[k], volatile=p.volatile, ttl_sec=p.ttl_sec)
+                cell = CypherCell(self.values[k], policy=p)
                 self.made.append(cell)
                 out[k] = Entry(cell, f"fake {self.name}:{k}")
         return out
@@ -87,6 +87,29 @@ def test_non_enumerable_sources_are_asked_for_what_is_still_missing() -> None:
     store = load_secrets(listed, asked, required=["B"])
     assert asked.asked == [["B"]]
     assert sorted(store) == ["A", "B"]
+
+
+class Person(Fake):
+    """A source that asks someone: under the current name or the 0.1 one."""
+
+    def __init__(self, name: str, values: Mapping[str, bytes], *, old_name: bool) -> None:
+        super().__init__(name, values, enumerable=False)
+        self.old_name = old_name
+
+    @property
+    def interactive(self) -> bool:
+        return not self.old_name
+
+    @property
+    def asks_only_required(self) -> bool:
+        return self.old_name
+
+
+@pytest.mark.parametrize("old_name", [False, True])
+def test_an_interactive_source_is_asked_only_for_required_keys(old_name: bool) -> None:
+    person = Person("person", {"A": b"1", "B": b"2"}, old_name=old_name)
+    with load_secrets(person, keys=["A", "B"], required=["B"]) as store:
+        assert person.asked == [["B"]] and list(store) == ["B"]
 
 
 def test_missing_required_keys_are_all_named_and_everything_is_wiped() -> None:

@@ -630,9 +630,9 @@ def test_constructor_checks() -> None:
     with pytest.raises(ValueError, match="only field is"):
         Prompt(prompt="{}: ")
     asking = Prompt()
-    assert asking.offered_keys() is None and asking.asks_only_required
+    assert asking.offered_keys() is None and asking.interactive
     listed = Prompt(["B", "A", "B"])
-    assert listed.offered_keys() == ("B", "A") and not listed.asks_only_required
+    assert listed.offered_keys() == ("B", "A") and not listed.interactive
     assert repr(listed) == "<Prompt prompt (terminal)>"
 
 

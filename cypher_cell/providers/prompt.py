@@ -57,7 +57,7 @@ class Prompt(Provider):
         self._tty_path = tty_path
 
     @property
-    def asks_only_required(self) -> bool:
+    def interactive(self) -> bool:
         return self._keys is None
 
     def offered_keys(self) -> Collection[str] | None:

@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::cell::CypherCell;
 use super::entry::Entry;
 use super::policy::{applied, Applied, Policy};
-use crate::dotenv::{self, KeyIndex, Located};
+use crate::dotenv::{self, KeyIndex, ValueBytes};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
 use crate::memory::{self, AllocError, SecretBuf, TierRequest};
 use crate::sys::fork_generation;
@@ -43,13 +43,13 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn copy(&self, at: &Located, dest: &mut [u8]) {
+    fn copy(&self, at: &ValueBytes, dest: &mut [u8]) {
         match at {
-            Located::Text(r) => {
+            ValueBytes::Verbatim(r) => {
                 let r = self.text.start + r.start..self.text.start + r.end;
                 self.file.with_bytes(|b| dest.copy_from_slice(&b[r]));
             }
-            Located::Built(r) => match &self.built {
+            ValueBytes::Composed(r) => match &self.built {
                 Some(built) => built.with_bytes(|b| dest.copy_from_slice(&b[r.clone()])),
                 None => debug_assert!(r.is_empty()),
             },
@@ -62,7 +62,7 @@ struct KeyInfo {
     name: Range<usize>,
     /// The line whose value wins (the last binding).
     line: usize,
-    value: Option<Located>,
+    value: Option<ValueBytes>,
     /// A key the file means to define (`dotenv::Parsed::is_key`): the only
     /// kind that is loaded, and whose name is handed to Python by anything
     /// but `keys()`.
@@ -423,7 +423,7 @@ impl DotenvFile {
     }
 
     /// The value `load` gives for a key: one it has, if it is a key.
-    fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a Located> {
+    fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a ValueBytes> {
         key.value.as_ref().filter(|_| key.is_key)
     }
 
@@ -439,7 +439,7 @@ impl DotenvFile {
         }
     }
 
-    fn value_of(&self, key: &str) -> PyResult<&Located> {
+    fn value_of(&self, key: &str) -> PyResult<&ValueBytes> {
         let info = self.info(key)?;
         info.value.as_ref().ok_or_else(|| {
             // Not naming the key: a line without '=' is often a line of an
@@ -468,7 +468,7 @@ impl DotenvFile {
         Ok(())
     }
 
-    fn make_cell(&self, py: Python<'_>, at: &Located, options: Applied) -> PyResult<CypherCell> {
+    fn make_cell(&self, py: Python<'_>, at: &ValueBytes, options: Applied) -> PyResult<CypherCell> {
         CypherCell::create(py, options, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
@@ -612,7 +612,7 @@ impl DotenvFile {
         let prefix: Arc<str> = format!("env-file {}:", self.path).into();
         // The keys first (iterating them may run Python code), then the
         // pool readied for their sizes at once, then the cells.
-        let mut wanted: Vec<(Bound<'py, PyAny>, &KeyInfo, &Located)> = Vec::new();
+        let mut wanted: Vec<(Bound<'py, PyAny>, &KeyInfo, &ValueBytes)> = Vec::new();
         // Keys usually come in file order (as `loadable()` lists them): the
         // key after the last one found is compared before hashing.
         let mut next = 0;
