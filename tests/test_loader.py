@@ -459,3 +459,24 @@ def test_loaded_is_a_deprecated_alias_of_entry() -> None:
     from cypher_cell.providers.base import Loaded as LoadedFromBase
 
     assert Loaded is Entry and LoadedFromBase is Entry
+
+
+def test_memory_that_cannot_be_locked_is_an_error_naming_the_source(tmp_path: Path) -> None:
+    """The engine's MemoryLockError knows the memory, not the source: the
+    loader names the source it happened in (in a child that cannot lock)."""
+    from support.child import run_child
+    from support.envfile import write
+    from support.privileges import CHECK_NO_CAP, without_memlock
+
+    path = write(tmp_path, "TOKEN=0123456789abcdef\n")
+    code = CHECK_NO_CAP + (
+        "from cypher_cell import MemoryLockError, Policy, load_secrets\n"
+        "from cypher_cell.providers import EnvFile\n"
+        "try:\n"
+        "    load_secrets(EnvFile(sys.argv[1]), default_policy=Policy(protection='locked'))\n"
+        "except MemoryLockError as exc:\n"
+        "    report(message=str(exc), tier=exc.tier)\n"
+    )
+    r = run_child(code, str(path), preexec_fn=without_memlock(0, 0))
+    assert str(r["message"]).startswith(f"env-file {path}: could not get locked memory"), r["message"]
+    assert r["tier"] == "locked"
