@@ -1,25 +1,26 @@
 """Type stubs for the Rust core, `cypher_cell._native` (native/lib.rs maps it).
 
-One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
+One section per file of the PyO3 layer: native/py/policy.rs (Policy, taken by
+every constructor below), native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry),
 native/py/dotenv_file.rs (DotenvFile) and native/py/vault.rs (VaultClient,
-VaultReply, VaultLeases). Argument checks shared by every
-constructor (volatile, ttl_sec, protection) are native/py/options.rs.
+VaultReply, VaultLeases).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, NoReturn, final
+from typing import Literal, NoReturn, Self, final
 
-from typing_extensions import Buffer
+from typing_extensions import Buffer, disjoint_base
 
 __all__ = [
     "CypherCell",
     "DotenvFile",
     "Entry",
     "Exposure",
+    "Policy",
     "VaultClient",
     "VaultLeases",
     "VaultReply",
@@ -31,7 +32,9 @@ __all__ = [
     "_pool_stats",
     "_probe",
     "_wipe_all",
+    "dotenv_encoding",
     "environ_cell",
+    "environ_is_set",
     "is_plain_name",
     "prompt_cell",
     "read_file_cell_at",
@@ -43,6 +46,24 @@ __version__: str
 
 _Protection = Literal["auto", "secretmem", "locked", "unlocked"]
 
+@disjoint_base
+class Policy:
+    __match_args__ = ("ttl_sec", "volatile", "protection")
+    def __new__(
+        cls, ttl_sec: float | None = None, volatile: bool = False, protection: _Protection = "auto"
+    ) -> Self: ...
+    @property
+    def ttl_sec(self) -> float | None: ...
+    @property
+    def volatile(self) -> bool: ...
+    @property
+    def protection(self) -> _Protection: ...
+    def describe(self) -> str: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __ne__(self, other: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[type[Self], tuple[float | None, bool, str]]: ...
+
 @final
 class CypherCell:
     def __new__(
@@ -53,6 +74,7 @@ class CypherCell:
         ttl_sec: float | None = None,
         wipe_source: bool = False,
         protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> CypherCell: ...
     def reveal(self) -> bytes: ...
     def reveal_masked(self, suffix_len: int = 4) -> str: ...
@@ -112,9 +134,7 @@ def _fault_kinds() -> list[str]: ...
 def prompt_cell(
     prompt: str,
     *,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
     max_len: int = 4096,
     tty_path: str = "/dev/tty",
 ) -> CypherCell: ...
@@ -123,10 +143,9 @@ def prompt_cell(
 def environ_cell(
     name: bytes,
     *,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
 ) -> CypherCell | None: ...
+def environ_is_set(name: bytes) -> bool: ...
 def scrub_environ(name: bytes) -> dict[str, int | bool]: ...
 def read_file_cell_at(
     dir_fd: int,
@@ -135,11 +154,10 @@ def read_file_cell_at(
     label: str,
     max_size: int,
     strip_newline: bool = True,
-    volatile: bool = False,
-    ttl_sec: float | None = None,
-    protection: _Protection = "auto",
+    policy: Policy | None = None,
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
+def dotenv_encoding(encoding: str) -> Literal["utf-8", "utf-8-sig"]: ...
 
 # native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final
@@ -180,18 +198,14 @@ class DotenvFile:
         self,
         key: str,
         *,
-        volatile: bool = False,
-        ttl_sec: float | None = None,
-        protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> CypherCell: ...
     def loadable(self) -> tuple[tuple[str, ...], list[int]]: ...
     def load(
         self,
         keys: Iterable[str],
         *,
-        volatile: bool = False,
-        ttl_sec: float | None = None,
-        protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> dict[str, Entry]: ...
     def problems(self) -> list[tuple[int, str]]: ...
     def duplicates(self) -> list[tuple[str, list[int]]]: ...
@@ -262,9 +276,7 @@ class VaultReply:
         pairs: list[tuple[str, str]],
         *,
         origin: str,
-        volatile: bool = False,
-        ttl_sec: float | None = None,
-        protection: _Protection = "auto",
+        policy: Policy | None = None,
     ) -> dict[str, Entry]: ...
     def token_cell(self) -> CypherCell: ...
     def close(self) -> None: ...

@@ -334,16 +334,9 @@ def _secretmem_check(probe: TierProbe) -> Check:
             "cell pages leave the kernel's direct map: not even root can read them via /proc/PID/mem "
             "or ptrace",
         )
-    hints = {
-        errno_codes.ENOSYS: "this kernel lacks memfd_secret (CONFIG_SECRETMEM, Linux 5.14+) "
-        "or has it switched off (boot option secretmem.enable)",
-        errno_codes.EPERM: "blocked (a seccomp filter, as in many containers?)",
-        errno_codes.EAGAIN: "secretmem pages count against RLIMIT_MEMLOCK, which is too small",
-        errno_codes.ENOMEM: "secretmem pages count against RLIMIT_MEMLOCK, which is too small",
-    }
-    # The engine names the call that failed and what that means; only without
-    # it (an older report) is the errno alone read.
-    hint = probe.why or hints.get(probe.errno or 0, "the kernel refused it")
+    # The engine names the call that failed and what that means (native/
+    # errors.rs `why`, the one place those explanations are written).
+    hint = probe.why or "the kernel refused it"
     return Check(
         "secretmem",
         "warn",

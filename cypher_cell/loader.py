@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Mapping, Set
 from contextlib import suppress
 
 from cypher_cell._native import stray_entry, wipe_entries
-from cypher_cell.errors import MissingSecretsError, ProviderError
+from cypher_cell.errors import MemoryLockError, MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
 from cypher_cell.providers.base import Entry, Provider
 from cypher_cell.store import SecretStore
@@ -51,11 +51,11 @@ def load_secrets(
             offered = [source.offered_keys() for source in sources]
             wanted, wanted_from = _wanted(offered, asked_for, required)
             for i, (source, offer) in enumerate(zip(sources, offered, strict=True)):
-                only = required_set if source.asks_only_required else None
+                only = required_set if source.interactive or source.asks_only_required else None
                 ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
                 if ask:
                     before = len(found)
-                    found = _merge(source, source.load(ask, policy_for), ask, found)
+                    found = _merge(source, _load(source, ask, policy_for), ask, found)
                     given.append((i, len(found) - before))
             missing = [k for k in required if k not in found]
             if missing:
@@ -151,6 +151,19 @@ def _merge(
         return got
     found.update(got)
     return found
+
+
+def _load(source: Provider, ask: list[str], policy_for: PolicyMap) -> Mapping[str, Entry]:
+    """What `source` loads for `ask`. Memory that could not be locked is the
+    machine's limit, not the source's fault, but the error still names the
+    source it happened in (the engine's message knows only the memory)."""
+    try:
+        return source.load(ask, policy_for)
+    except MemoryLockError as exc:
+        where = source.describe()
+        if str(exc).startswith(where):
+            raise
+        raise MemoryLockError(f"{where}: {exc}", tier=exc.tier, errno=exc.errno) from exc
 
 
 def _commit_all(sources: tuple[Provider, ...], found: Mapping[str, Entry]) -> None:

@@ -108,6 +108,9 @@ pub(crate) fn why(cause: &sys::SysError) -> Option<String> {
         ("memfd_secret", libc::ENOSYS) => "this kernel lacks memfd_secret (CONFIG_SECRETMEM, \
              Linux 5.14+) or has it switched off (boot option secretmem.enable)"
             .into(),
+        ("memfd_secret", libc::EPERM) => {
+            "memfd_secret is blocked (a seccomp filter, as in many containers?)".into()
+        }
         _ => return None,
     };
     Some(text)

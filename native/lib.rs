@@ -24,7 +24,7 @@
 //!   pybytes.rs     zeroing a Python bytes object in place (environ scrub)
 //!   pygc.rs        keeping bulk-made objects off the cycle collector
 //! py/              the PyO3 layer: one file per Python-facing type
-//!   options.rs     CellOptions: volatile / ttl_sec / protection, checked once
+//!   policy.rs      Policy: ttl_sec / volatile / protection, checked once
 //!   cell.rs        CypherCell
 //!   entry.rs       Entry (a cell and its origin), wipe_entries, stray_entry
 //!   dotenv_file.rs DotenvFile (EnvFile's native half)
@@ -99,6 +99,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     sys::install_fork_hook().map_err(|e| pyo3::exceptions::PyOSError::new_err(e.to_string()))?;
     export::install_fork_hook(m.py())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::policy::register(m)?;
     py::cell::register(m)?;
     m.add_class::<export::Exposure>()?;
     py::debug::register(m)?;

@@ -488,3 +488,24 @@ def test_a_str_that_is_not_valid_unicode_is_refused_without_carrying_it() -> Non
         exc = info.value
         carried = "PLANTED" in repr(exc.args) + repr(exc) + repr(exc.__cause__) + repr(exc.__context__)
         assert not carried, "the error must not carry the string"
+
+
+def test_one_native_policy_is_what_every_constructor_takes() -> None:
+    """`Policy` is the native type: checked once when made, and taken as it
+    is by `CypherCell(policy=...)` and the providers' native halves."""
+    from cypher_cell import Policy, _native
+
+    assert Policy is _native.Policy
+    cell = CypherCell(b"x", policy=Policy(ttl_sec=30, volatile=True, protection="unlocked"))
+    assert (cell.volatile, cell.ttl_sec, cell.protection) == (True, 30, "unlocked")
+    with pytest.raises(TypeError, match="not both"):
+        CypherCell(b"x", policy=Policy(), volatile=True)
+    with pytest.raises(TypeError, match="not both"):
+        CypherCell(b"x", policy=Policy(), ttl_sec=5)
+    with pytest.raises(TypeError):
+        CypherCell(b"x", policy={"volatile": True})  # type: ignore[arg-type]
+    match Policy(5, True):
+        case Policy(ttl, volatile, protection):
+            assert (ttl, volatile, protection) == (5, True, "auto")
+    assert Policy(ttl_sec=1.5).describe() == "ttl 1.5s" and Policy().describe() == "default"
+    assert Policy(5) == Policy(5.0) and hash(Policy(5)) == hash(Policy(5.0))

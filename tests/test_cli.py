@@ -8,6 +8,7 @@ test_envfile_pem.py."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,20 @@ def test_check_does_not_print_a_reference_found_inside_a_value(tmp_path: Path) -
     status, js = run_main("check", "--json", str(path))
     leaked = "q7Zp2LmW" in js
     assert not leaked
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`cypher-cell check | head -1`: the pipe closes early; no traceback."""
+    env_file = write(tmp_path, "".join(f"KEY_{i}=v{i}\n" for i in range(20_000)))
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads: the first write fails with EPIPE
+    proc = subprocess.run(
+        [sys.executable, "-m", "cypher_cell", "check", str(env_file)],
+        stdout=writer,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(writer)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == ""

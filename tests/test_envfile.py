@@ -50,7 +50,7 @@ from support.envfile import HYPOTHESIS, fifo_writer, interpolation_environment, 
 from support.provider_contract import ProviderContract
 
 from cypher_cell import DotenvSyntaxError, Policy, ProviderError, load_secrets
-from cypher_cell._native import DotenvFile, _pool_stats, is_plain_name, wipe_entries
+from cypher_cell._native import DotenvFile, _pool_stats, dotenv_encoding, is_plain_name, wipe_entries
 from cypher_cell.errors import DotenvSyntaxWarning, FilePermissionWarning
 from cypher_cell.providers import EnvFile, Provider
 from cypher_cell.providers import envfile as envfile_module
@@ -92,7 +92,7 @@ def test_load_gives_plain_named_valued_keys_in_the_order_asked(tmp_path: Path) -
     path = write(tmp_path, b"A=1\nB=2\nC\nx+y/z==\nD.E-F=3\n")
     with DotenvFile(str(path)) as f:
         assert f.loadable() == (("A", "B", "D.E-F"), [4])
-        loaded = f.load(["D.E-F", "NOPE", "C", "x+y/z=", "B", "A"], volatile=True)
+        loaded = f.load(["D.E-F", "NOPE", "C", "x+y/z=", "B", "A"], policy=Policy(volatile=True))
         # Absent, valueless and not-plain keys are left out, not errors.
         assert list(loaded) == ["D.E-F", "B", "A"]
         assert [e.cell == v for e, v in zip(loaded.values(), [b"3", b"2", b"1"], strict=True)] == [True] * 3
@@ -176,14 +176,19 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
             EnvFile(path, encoding=bad)
     for ok in ("UTF8", "utf_8", "utf-8-sig"):
         DotenvFile(str(path), encoding=ok).close()
+        EnvFile(path, encoding=ok)
+    # One rule, native: EnvFile asks the reader when it is made.
+    assert [dotenv_encoding(e) for e in ("UTF8", "U8", "utf_8_sig")] == ["utf-8", "utf-8", "utf-8-sig"]
+    with pytest.raises(TypeError, match="encoding"):
+        EnvFile(path, encoding=8)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_size"):
         DotenvFile(str(path), max_size=-1)
     with pytest.raises(ValueError, match="permissions"):
         EnvFile(path, permissions="loud")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         DotenvFile(123)  # type: ignore[arg-type]
-    with DotenvFile(str(path)) as f, pytest.raises(ValueError, match="protection"):
-        f.cell("A", protection="steel")  # type: ignore[arg-type]
+    with DotenvFile(str(path)) as f, pytest.raises(TypeError, match="Policy"):
+        f.cell("A", policy="steel")  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------- provider

@@ -14,7 +14,7 @@ from support.child import start_child
 from support.procfs import random_secret, scan_memory, secret_forms
 from support.provider_contract import ProviderContract, failed_load_leaves_no_value
 
-from cypher_cell import MissingSecretsError, load_secrets
+from cypher_cell import MissingSecretsError, ProviderError, load_secrets
 from cypher_cell.providers import Environ, Provider
 
 
@@ -98,7 +98,7 @@ def test_inherited_secret_leaves_no_copy_and_proc_environ_no_longer_shows_it() -
     secret = random_secret()
     child = start_child(
         """
-from cypher_cell import MissingSecretsError, load_secrets
+from cypher_cell import MissingSecretsError, ProviderError, load_secrets
 from cypher_cell.providers import Environ
 store = load_secrets(Environ(prefix="CCR_"), required=["TOKEN"])
 assert store["TOKEN"] == store["TOKEN"]
@@ -187,3 +187,11 @@ def test_a_cell_that_cannot_be_made_leaves_no_value_in_traceback_locals() -> Non
         env={"CCL_TOKEN": secret.decode()},
     )
     assert places == []
+
+
+def test_a_replaced_os_environ_is_refused_not_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without os.environ's own storage a value could only be read as a
+    str copy: the native half refuses, naming the reason."""
+    monkeypatch.setattr(os, "environ", {"CC_REPLACED": "x" * 8})
+    with pytest.raises(ProviderError, match="replaced"):
+        load_secrets(Environ(keys=["CC_REPLACED"]))

@@ -54,7 +54,7 @@ class Fake(Provider):
         for k in keys:
             if k in self.values:
                 p = policy(k)
-                cell = CypherCell(self.values[k], volatile=p.volatile, ttl_sec=p.ttl_sec)
+                cell = CypherCell(self.values[k], policy=p)
                 self.made.append(cell)
                 out[k] = Entry(cell, f"fake {self.name}:{k}")
         return out
@@ -87,6 +87,29 @@ def test_non_enumerable_sources_are_asked_for_what_is_still_missing() -> None:
     store = load_secrets(listed, asked, required=["B"])
     assert asked.asked == [["B"]]
     assert sorted(store) == ["A", "B"]
+
+
+class Person(Fake):
+    """A source that asks someone: under the current name or the 0.1 one."""
+
+    def __init__(self, name: str, values: Mapping[str, bytes], *, old_name: bool) -> None:
+        super().__init__(name, values, enumerable=False)
+        self.old_name = old_name
+
+    @property
+    def interactive(self) -> bool:
+        return not self.old_name
+
+    @property
+    def asks_only_required(self) -> bool:
+        return self.old_name
+
+
+@pytest.mark.parametrize("old_name", [False, True])
+def test_an_interactive_source_is_asked_only_for_required_keys(old_name: bool) -> None:
+    person = Person("person", {"A": b"1", "B": b"2"}, old_name=old_name)
+    with load_secrets(person, keys=["A", "B"], required=["B"]) as store:
+        assert person.asked == [["B"]] and list(store) == ["B"]
 
 
 def test_missing_required_keys_are_all_named_and_everything_is_wiped() -> None:
@@ -436,3 +459,24 @@ def test_loaded_is_a_deprecated_alias_of_entry() -> None:
     from cypher_cell.providers.base import Loaded as LoadedFromBase
 
     assert Loaded is Entry and LoadedFromBase is Entry
+
+
+def test_memory_that_cannot_be_locked_is_an_error_naming_the_source(tmp_path: Path) -> None:
+    """The engine's MemoryLockError knows the memory, not the source: the
+    loader names the source it happened in (in a child that cannot lock)."""
+    from support.child import run_child
+    from support.envfile import write
+    from support.privileges import CHECK_NO_CAP, without_memlock
+
+    path = write(tmp_path, "TOKEN=0123456789abcdef\n")
+    code = CHECK_NO_CAP + (
+        "from cypher_cell import MemoryLockError, Policy, load_secrets\n"
+        "from cypher_cell.providers import EnvFile\n"
+        "try:\n"
+        "    load_secrets(EnvFile(sys.argv[1]), default_policy=Policy(protection='locked'))\n"
+        "except MemoryLockError as exc:\n"
+        "    report(message=str(exc), tier=exc.tier)\n"
+    )
+    r = run_child(code, str(path), preexec_fn=without_memlock(0, 0))
+    assert str(r["message"]).startswith(f"env-file {path}: could not get locked memory"), r["message"]
+    assert r["tier"] == "locked"

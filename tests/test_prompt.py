@@ -598,7 +598,7 @@ def test_a_custom_prompt_template_is_shown() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"max_len": 0}, {"max_len": -1}, {"protection": "bogus"}, {"ttl_sec": 0}, {"ttl_sec": "1"}],
+    [{"max_len": 0}, {"max_len": -1}, {"policy": "locked"}, {"policy": {"ttl_sec": 1}}],
 )
 def test_bad_arguments_are_refused_before_the_terminal_is_touched(
     typist: Typist, kwargs: dict[str, object]
@@ -630,9 +630,9 @@ def test_constructor_checks() -> None:
     with pytest.raises(ValueError, match="only field is"):
         Prompt(prompt="{}: ")
     asking = Prompt()
-    assert asking.offered_keys() is None and asking.asks_only_required
+    assert asking.offered_keys() is None and asking.interactive
     listed = Prompt(["B", "A", "B"])
-    assert listed.offered_keys() == ("B", "A") and not listed.asks_only_required
+    assert listed.offered_keys() == ("B", "A") and not listed.interactive
     assert repr(listed) == "<Prompt prompt (terminal)>"
 
 

@@ -47,10 +47,16 @@ class Provider(abc.ABC):
     kind: ClassVar[str]
 
     @property
-    def asks_only_required(self) -> bool:
-        """True for a source that should be asked only for *required* keys
-        (`Prompt()` without keys: it asks a person)."""
+    def interactive(self) -> bool:
+        """True for a source that asks a person (`Prompt()` without keys):
+        `load_secrets` asks it only for *required* keys."""
         return False
+
+    @property
+    def asks_only_required(self) -> bool:
+        """The name `interactive` had before 0.2; kept for one release (see
+        CHANGELOG.md). `load_secrets` honours an override of either."""
+        return self.interactive
 
     @abc.abstractmethod
     def offered_keys(self) -> Collection[str] | None:

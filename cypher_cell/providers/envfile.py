@@ -6,7 +6,6 @@ ever becoming Python objects, and the file's bytes are wiped after `load`.
 
 from __future__ import annotations
 
-import codecs
 import os
 import stat
 import sys
@@ -15,7 +14,7 @@ from collections.abc import Collection, Iterable, Sequence
 from contextlib import closing
 from typing import ClassVar, Literal
 
-from cypher_cell._native import DotenvFile, is_plain_name
+from cypher_cell._native import DotenvFile, dotenv_encoding, is_plain_name
 from cypher_cell.errors import (
     DotenvSyntaxError,
     DotenvSyntaxWarning,
@@ -37,7 +36,6 @@ NUL = "a NUL byte (is this a binary file?); no environment variable can hold one
 
 PermissionsMode = Literal["warn", "error", "ignore"]
 _PERMISSIONS = ("warn", "error", "ignore")
-_ENCODINGS = ("utf-8", "utf-8-sig")
 
 
 class EnvFile(Provider):
@@ -81,14 +79,9 @@ class EnvFile(Provider):
             raise ValueError(
                 f"EnvFile(permissions=...) must be one of {', '.join(_PERMISSIONS)}; got {permissions!r}"
             )
-        try:
-            known = codecs.lookup(encoding).name
-        except (LookupError, TypeError):
-            known = None
-        if known not in _ENCODINGS:
-            raise ValueError(
-                f"encoding {encoding!r} is not supported: .env files are read as 'utf-8' or 'utf-8-sig'"
-            )
+        if not isinstance(encoding, str):
+            raise TypeError(f"EnvFile(encoding=...) must be a str, not {type(encoding).__name__}")
+        dotenv_encoding(encoding)  # the native reader's rule: 'utf-8' or 'utf-8-sig'
         self._path = path
         self._interpolate = bool(interpolate)
         self._encoding = encoding
@@ -115,9 +108,7 @@ class EnvFile(Provider):
         with closing(self), wiped_on_error(loaded):
             same = policy.uniform() if isinstance(policy, PolicyMap) else None
             if same is not None:  # the usual case: one native call for every key
-                return file.load(
-                    keys, volatile=same.volatile, ttl_sec=same.ttl_sec, protection=same.protection
-                )
+                return file.load(keys, policy=same)
             groups: dict[int, tuple[Policy, list[str]]] = {}
             for key in keys:
                 p = policy(key)
@@ -126,9 +117,7 @@ class EnvFile(Provider):
                     groups[id(p)] = group = (p, [])
                 group[1].append(key)
             for p, names in groups.values():
-                loaded.update(
-                    file.load(names, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
-                )
+                loaded.update(file.load(names, policy=p))
             # Back in the order asked for, as with a single call.
             return {key: loaded[key] for key in keys if key in loaded}
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection, Iterable, Sequence
-from typing import cast
 
 from cypher_cell import _native
 from cypher_cell.errors import ProviderError
@@ -66,13 +65,10 @@ class Environ(Provider):
                 name = self._prefix + key
                 if not _is_set(name):
                     continue
-                p = policy(key)
                 # The value goes from os.environ's bytes into the cell in native
                 # code: it is never a local here, so a failure (locked memory
                 # refused) leaves no value in this frame for a traceback to show.
-                cell = _native.environ_cell(
-                    _encoded(name), volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection
-                )
+                cell = _native.environ_cell(_encoded(name), policy=policy(key))
                 if cell is None:  # unset meanwhile, by another thread
                     continue
                 loaded[key] = Entry(cell, f"environ {name}")
@@ -89,29 +85,18 @@ class Environ(Provider):
         for name in names:
             try:
                 # Zeroes os.environ's bytes (only if nothing else holds them)
-                # and the C environment's strings in place.
+                # and the C environment's strings in place, then unsets it.
                 _native.scrub_environ(_encoded(name))
-                # unsetenv, then drop the (zeroed) bytes; not os.environ.pop(),
-                # which would decode the value into a str first.
-                os.unsetenv(name)
-                _storage().pop(_encoded(name), None)
             except Exception as exc:
                 failed.append(f"{name} ({type(exc).__name__})")
         if failed:
             raise ProviderError(f"{self.describe()}: could not scrub {', '.join(failed)}")
 
 
-def _storage() -> dict[bytes, bytes]:
-    """os.environ's own storage: encoded names to `bytes` values."""
-    data = getattr(os.environ, "_data", None)
-    if not isinstance(data, dict) or not hasattr(os.environ, "encodekey"):
-        raise ProviderError("environ: os.environ has been replaced; cannot read values without copying")
-    return data
-
-
 def _encoded(name: str) -> bytes:
-    """`name` as os.environ's storage keys it."""
-    return cast(bytes, os.environ.encodekey(name))
+    """`name` as os.environ's storage keys it (on POSIX, its `encodekey`
+    is `os.fsencode` for a str)."""
+    return os.fsencode(name)
 
 
 def _is_set(name: str) -> bool:
@@ -122,4 +107,4 @@ def _is_set(name: str) -> bool:
         encoded = _encoded(name)
     except UnicodeEncodeError:
         return False
-    return isinstance(_storage().get(encoded), bytes)
+    return _native.environ_is_set(encoded)

@@ -257,13 +257,7 @@ def _encrypted_secret(backend: Any, collection: Any, session: Any, service: str,
 
 def _new_cell(data: Buffer | str, rule: Policy, *, wipe_source: bool = False) -> CypherCell:
     try:
-        return CypherCell(
-            data,
-            volatile=rule.volatile,
-            ttl_sec=rule.ttl_sec,
-            protection=rule.protection,
-            wipe_source=wipe_source,
-        )
+        return CypherCell(data, policy=rule, wipe_source=wipe_source)
     finally:
         data = ""  # a failure's traceback keeps this frame: it must not hold the value
 

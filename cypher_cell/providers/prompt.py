@@ -57,7 +57,7 @@ class Prompt(Provider):
         self._tty_path = tty_path
 
     @property
-    def asks_only_required(self) -> bool:
+    def interactive(self) -> bool:
         return self._keys is None
 
     def offered_keys(self) -> Collection[str] | None:
@@ -75,13 +75,10 @@ class Prompt(Provider):
         loaded: dict[str, Entry] = {}
         with wiped_on_error(loaded):
             for key in keys:
-                rule = policy(key)
                 try:
                     cell = _native.prompt_cell(
                         self._prompt.format(key=key),
-                        volatile=rule.volatile,
-                        ttl_sec=rule.ttl_sec,
-                        protection=rule.protection,
+                        policy=policy(key),
                         tty_path=self._tty_path,
                     )
                 except (ProviderError, ValueError, EOFError) as exc:

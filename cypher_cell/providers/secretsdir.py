@@ -98,15 +98,12 @@ class SecretsDir(Provider):
                         name = os.fsencode(key)
                     except UnicodeEncodeError:
                         continue  # no file can have this name
-                    p = policy(key)
                     cell = _native.read_file_cell_at(
                         fd,
                         name,
                         label=_printable(f"secrets-dir {self._path}: {key}"),
                         max_size=self._max_size,
-                        volatile=p.volatile,
-                        ttl_sec=p.ttl_sec,
-                        protection=p.protection,
+                        policy=policy(key),
                     )
                     if cell is not None:
                         loaded[key] = Entry(cell, _printable(f"secrets-dir {self._path / key}"))

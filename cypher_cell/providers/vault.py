@@ -312,15 +312,7 @@ class Vault(Provider):
                     p = uniform or policy(pair[0])
                     groups.setdefault(id(p), (p, []))[1].append(pair)
                 for p, group in groups.values():
-                    loaded.update(
-                        reply.load(
-                            group,
-                            origin=f"vault {self._paths[i]}",
-                            volatile=p.volatile,
-                            ttl_sec=p.ttl_sec,
-                            protection=p.protection,
-                        )
-                    )
+                    loaded.update(reply.load(group, origin=f"vault {self._paths[i]}", policy=p))
             return {key: loaded[key] for key in keys if key in loaded}
 
     def close(self) -> None:

@@ -30,8 +30,8 @@
 #![no_main]
 
 use _native::fuzzing::{
-    build, check_text, is_plain_name, is_space, normalize_newlines, parse, resolve, Located,
-    Parsed, Quote, Resolution, BOM,
+    build, check_text, is_plain_name, is_space, normalize_newlines, parse, resolve, Parsed, Quote,
+    Resolution, ValueBytes, BOM,
 };
 use libfuzzer_sys::fuzz_target;
 use zeroize::Zeroizing;
@@ -157,8 +157,8 @@ fn resolved(
     for (binding, value) in parsed.bindings.iter().zip(&res.values) {
         match (&binding.value, value) {
             (None, None) => {}
-            (Some(raw), Some(Located::Text(r))) => assert_eq!(*r, raw.span),
-            (Some(_), Some(Located::Built(r))) => {
+            (Some(raw), Some(ValueBytes::Verbatim(r))) => assert_eq!(*r, raw.span),
+            (Some(_), Some(ValueBytes::Composed(r))) => {
                 assert_eq!(r.start, end, "built values overlap or leave a gap");
                 end = r.end;
             }
@@ -169,10 +169,10 @@ fn resolved(
     Some((res, zeros))
 }
 
-fn value_bytes<'a>(text: &'a str, built: &'a [u8], at: &Located) -> &'a [u8] {
+fn value_bytes<'a>(text: &'a str, built: &'a [u8], at: &ValueBytes) -> &'a [u8] {
     match at {
-        Located::Text(r) => &text.as_bytes()[r.clone()],
-        Located::Built(r) => &built[r.clone()],
+        ValueBytes::Verbatim(r) => &text.as_bytes()[r.clone()],
+        ValueBytes::Composed(r) => &built[r.clone()],
     }
 }
 

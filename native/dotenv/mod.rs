@@ -64,7 +64,7 @@ mod text;
 pub use index::KeyIndex;
 pub use names::is_plain_name;
 pub use parse::parse;
-pub use resolve::{build, expansion_limit, resolve, Located};
+pub use resolve::{build, expansion_limit, resolve, ValueBytes};
 pub use text::{check_text, first_nul_line, normalize_newlines, BOM};
 
 // And those only the fuzz targets name, through `crate::fuzzing`, which is
@@ -109,8 +109,8 @@ mod test_support {
             .enumerate()
             .map(|(i, k)| {
                 let value = res.values[k.last].as_ref().map(|at| match at {
-                    Located::Text(r) => text.as_bytes()[r.clone()].to_vec(),
-                    Located::Built(r) => built[r.clone()].to_vec(),
+                    ValueBytes::Verbatim(r) => text.as_bytes()[r.clone()].to_vec(),
+                    ValueBytes::Composed(r) => built[r.clone()].to_vec(),
                 });
                 (
                     parsed.name(i).to_string(),

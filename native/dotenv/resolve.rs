@@ -122,18 +122,20 @@ fn references(raw: &[u8], mut found: impl FnMut(Reference)) {
     }
 }
 
-/// Where a resolved value's bytes are: in the text as written, or in the
-/// buffer [`build`] fills.
+/// Where a resolved value's bytes are.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Located {
-    Text(Range<usize>),
-    Built(Range<usize>),
+pub enum ValueBytes {
+    /// A slice of the file's text, as written (no escape, no `${...}`).
+    Verbatim(Range<usize>),
+    /// A slice of the buffer [`build`] fills: the value once unescaped and
+    /// interpolated.
+    Composed(Range<usize>),
 }
 
-impl Located {
+impl ValueBytes {
     pub fn len(&self) -> usize {
         match self {
-            Located::Text(r) | Located::Built(r) => r.len(),
+            ValueBytes::Verbatim(r) | ValueBytes::Composed(r) => r.len(),
         }
     }
 }
@@ -142,7 +144,7 @@ enum Piece {
     /// Text to decode with the value's escapes.
     Literal(Range<usize>, Quote),
     /// An earlier value.
-    Earlier(Located),
+    Earlier(ValueBytes),
     /// An environment variable's value, by index in `Resolution::env`.
     Env(usize),
 }
@@ -169,7 +171,7 @@ pub struct TooLarge {
 #[derive(Default)]
 pub struct Resolution {
     /// Per binding: None for a key without `=`.
-    pub values: Vec<Option<Located>>,
+    pub values: Vec<Option<ValueBytes>>,
     pub built_len: usize,
     pub undefined: Vec<Undefined>,
     pieces: Vec<Piece>,
@@ -298,9 +300,9 @@ pub fn resolve(
                 .filter(|&total| total <= limit)
                 .ok_or(TooLarge { binding: index })?;
             res.jobs.push((pieces, dest.clone()));
-            Located::Built(dest)
+            ValueBytes::Composed(dest)
         } else {
-            Located::Text(span)
+            ValueBytes::Verbatim(span)
         };
         res.values.push(Some(located));
         latest[binding.key] = Some(index);
@@ -322,8 +324,8 @@ pub fn build(text: &[u8], res: &Resolution, out: &mut [u8]) {
         for piece in &res.pieces[pieces.clone()] {
             match piece {
                 Piece::Literal(r, quote) => decode(&text[r.clone()], *quote, &mut put),
-                Piece::Earlier(Located::Text(r)) => put(&text[r.clone()]),
-                Piece::Earlier(Located::Built(r)) => put(&done[r.clone()]),
+                Piece::Earlier(ValueBytes::Verbatim(r)) => put(&text[r.clone()]),
+                Piece::Earlier(ValueBytes::Composed(r)) => put(&done[r.clone()]),
                 Piece::Env(i) => put(&res.env[*i]),
             }
         }
@@ -404,9 +406,9 @@ mod tests {
         let parsed = parse(text);
         let mut env = |_: &str| Some(Zeroizing::new(b"e".to_vec()));
         let res = resolve(text, &parsed, true, usize::MAX, &mut env).unwrap();
-        assert_eq!(res.values[0], Some(Located::Text(2..7)));
-        assert!(matches!(res.values[1], Some(Located::Built(_))));
-        assert!(matches!(res.values[2], Some(Located::Built(_))));
+        assert_eq!(res.values[0], Some(ValueBytes::Verbatim(2..7)));
+        assert!(matches!(res.values[1], Some(ValueBytes::Composed(_))));
+        assert!(matches!(res.values[2], Some(ValueBytes::Composed(_))));
         assert_eq!(res.built_len, 5);
     }
 

@@ -8,7 +8,7 @@ use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 
-use super::options::CellOptions;
+use super::policy::{Applied, Policy};
 use crate::cell::{Cell, CreateError, Status};
 use crate::errors::{type_name, warn_unlocked, Error, Unlocked};
 use crate::memory;
@@ -139,7 +139,7 @@ impl CypherCell {
     /// Every cell, whichever provider makes it, is made here.
     pub(crate) fn create<E: Into<PyErr>>(
         py: Python<'_>,
-        options: CellOptions,
+        options: Applied,
         len: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> PyResult<CypherCell> {
@@ -226,7 +226,7 @@ impl CypherCell {
 #[pymethods]
 impl CypherCell {
     #[new]
-    #[pyo3(signature = (data, *, volatile = false, ttl_sec = None, wipe_source = false, protection = "auto"))]
+    #[pyo3(signature = (data, *, volatile = false, ttl_sec = None, wipe_source = false, protection = "auto", policy = None))]
     fn new(
         py: Python<'_>,
         data: &Bound<'_, PyAny>,
@@ -234,8 +234,20 @@ impl CypherCell {
         ttl_sec: Option<&Bound<'_, PyAny>>,
         wipe_source: bool,
         protection: &str,
+        policy: Option<PyRef<'_, Policy>>,
     ) -> PyResult<Self> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let options = match policy {
+            None => Policy::check(py, ttl_sec, volatile, protection, "")?.apply()?,
+            Some(_)
+                if volatile || ttl_sec.is_some_and(|t| !t.is_none()) || protection != "auto" =>
+            {
+                return Err(Error::Type(
+                    "give policy= or volatile/ttl_sec/protection, not both".into(),
+                )
+                .into())
+            }
+            Some(p) => p.apply()?,
+        };
         let input = cell_input(data)?;
         if wipe_source {
             match &input {

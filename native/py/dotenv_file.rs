@@ -20,8 +20,8 @@ use zeroize::Zeroizing;
 
 use super::cell::CypherCell;
 use super::entry::Entry;
-use super::options::CellOptions;
-use crate::dotenv::{self, KeyIndex, Located};
+use super::policy::{applied, Applied, Policy};
+use crate::dotenv::{self, KeyIndex, ValueBytes};
 use crate::errors::{describe_io, type_name, warn_unlocked, Error, Unlocked};
 use crate::memory::{self, AllocError, SecretBuf, TierRequest};
 use crate::sys::fork_generation;
@@ -43,13 +43,13 @@ struct Buffers {
 }
 
 impl Buffers {
-    fn copy(&self, at: &Located, dest: &mut [u8]) {
+    fn copy(&self, at: &ValueBytes, dest: &mut [u8]) {
         match at {
-            Located::Text(r) => {
+            ValueBytes::Verbatim(r) => {
                 let r = self.text.start + r.start..self.text.start + r.end;
                 self.file.with_bytes(|b| dest.copy_from_slice(&b[r]));
             }
-            Located::Built(r) => match &self.built {
+            ValueBytes::Composed(r) => match &self.built {
                 Some(built) => built.with_bytes(|b| dest.copy_from_slice(&b[r.clone()])),
                 None => debug_assert!(r.is_empty()),
             },
@@ -62,7 +62,7 @@ struct KeyInfo {
     name: Range<usize>,
     /// The line whose value wins (the last binding).
     line: usize,
-    value: Option<Located>,
+    value: Option<ValueBytes>,
     /// A key the file means to define (`dotenv::Parsed::is_key`): the only
     /// kind that is loaded, and whose name is handed to Python by anything
     /// but `keys()`.
@@ -262,7 +262,8 @@ fn read_file(path: &Path, shown: &str, max: usize) -> Result<FileBytes, Error> {
 
 /// True for `utf-8-sig` (its codec drops a leading BOM, and python-dotenv
 /// then drops a second one), false for `utf-8`; any other encoding is
-/// refused by name.
+/// refused by name. The one place the rule lives: `EnvFile` asks it
+/// through `dotenv_encoding` when it is made.
 fn strips_bom(py: Python<'_>, encoding: &str) -> PyResult<bool> {
     let name: Option<String> = py
         .import("codecs")?
@@ -422,7 +423,7 @@ impl DotenvFile {
     }
 
     /// The value `load` gives for a key: one it has, if it is a key.
-    fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a Located> {
+    fn loadable_value<'a>(&'a self, key: &'a KeyInfo) -> Option<&'a ValueBytes> {
         key.value.as_ref().filter(|_| key.is_key)
     }
 
@@ -438,7 +439,7 @@ impl DotenvFile {
         }
     }
 
-    fn value_of(&self, key: &str) -> PyResult<&Located> {
+    fn value_of(&self, key: &str) -> PyResult<&ValueBytes> {
         let info = self.info(key)?;
         info.value.as_ref().ok_or_else(|| {
             // Not naming the key: a line without '=' is often a line of an
@@ -467,12 +468,7 @@ impl DotenvFile {
         Ok(())
     }
 
-    fn make_cell(
-        &self,
-        py: Python<'_>,
-        at: &Located,
-        options: CellOptions,
-    ) -> PyResult<CypherCell> {
+    fn make_cell(&self, py: Python<'_>, at: &ValueBytes, options: Applied) -> PyResult<CypherCell> {
         CypherCell::create(py, options, at.len(), |dest| {
             let buffers = self.lock();
             let buffers = buffers.as_ref().ok_or_else(|| self.closed_error())?;
@@ -570,16 +566,14 @@ impl DotenvFile {
     }
 
     /// A new cell holding the key's value.
-    #[pyo3(signature = (key, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    #[pyo3(signature = (key, *, policy = None))]
     fn cell(
         &self,
         py: Python<'_>,
         key: &str,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'_, PyAny>>,
-        protection: &str,
+        policy: Option<PyRef<'_, Policy>>,
     ) -> PyResult<CypherCell> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let options = applied(py, policy.as_deref())?;
         let at = self.value_of(key)?;
         self.check_readable()?;
         self.make_cell(py, at, options)
@@ -606,21 +600,19 @@ impl DotenvFile {
     /// order of `keys`, every cell with the same policy; the other keys are
     /// left out. Origins read `env-file PATH:LINE`. All or nothing: if one
     /// cell fails, those already made are wiped.
-    #[pyo3(signature = (keys, *, volatile = false, ttl_sec = None, protection = "auto"))]
+    #[pyo3(signature = (keys, *, policy = None))]
     fn load<'py>(
         &self,
         py: Python<'py>,
         keys: &Bound<'py, PyAny>,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'py, PyAny>>,
-        protection: &str,
+        policy: Option<PyRef<'py, Policy>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let options = applied(py, policy.as_deref())?;
         self.check_readable()?;
         let prefix: Arc<str> = format!("env-file {}:", self.path).into();
         // The keys first (iterating them may run Python code), then the
         // pool readied for their sizes at once, then the cells.
-        let mut wanted: Vec<(Bound<'py, PyAny>, &KeyInfo, &Located)> = Vec::new();
+        let mut wanted: Vec<(Bound<'py, PyAny>, &KeyInfo, &ValueBytes)> = Vec::new();
         // Keys usually come in file order (as `loadable()` lists them): the
         // key after the last one found is compared before hashing.
         let mut next = 0;
@@ -730,7 +722,20 @@ fn is_plain_name(name: &str) -> bool {
     dotenv::is_plain_name(name)
 }
 
+/// The codec name `DotenvFile` reads with for `encoding` (`"utf-8"` or
+/// `"utf-8-sig"`, whatever alias was given); ValueError for any other, so
+/// `EnvFile(encoding=...)` fails when it is made, not when first read.
+#[pyfunction]
+fn dotenv_encoding(py: Python<'_>, encoding: &str) -> PyResult<&'static str> {
+    Ok(if strips_bom(py, encoding)? {
+        "utf-8-sig"
+    } else {
+        "utf-8"
+    })
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<DotenvFile>()?;
+    m.add_function(wrap_pyfunction!(dotenv_encoding, m)?)?;
     m.add_function(wrap_pyfunction!(is_plain_name, m)?)
 }

@@ -2,7 +2,7 @@
 //! each with a `register` that `lib.rs`'s `#[pymodule]` calls. These files
 //! check arguments, call the plain Rust below them (`cell`, `dotenv`,
 //! `memory`) and turn its results into Python objects; the dependencies
-//! between them run one way: `options` <- `cell` <- `entry` <- the
+//! between them run one way: `policy` <- `cell` <- `entry` <- the
 //! providers (`dotenv_file`, `environ`, `secrets_file`, `prompt`).
 
 pub(crate) mod cell;
@@ -11,7 +11,7 @@ pub(crate) mod dotenv_file;
 pub(crate) mod entry;
 pub(crate) mod environ;
 pub(crate) mod faults;
-pub(crate) mod options;
+pub(crate) mod policy;
 pub(crate) mod prompt;
 pub(crate) mod secrets_file;
 pub(crate) mod vault;

@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyEOFError, PyValueError};
 use pyo3::prelude::*;
 
 use super::cell::CypherCell;
-use super::options::CellOptions;
+use super::policy::{applied, Policy};
 use crate::errors::{warn_unlocked, Error, Unlocked};
 use crate::memory::{PerProcess, SecretBuf, Tier, TierRequest};
 use crate::sys::tty::{EchoOff, LineEnd, Terminal, LINE_LIMIT, RESTORE_CALL};
@@ -36,23 +36,19 @@ const TERMINAL_MAX_ANSWER: usize = LINE_LIMIT - 1;
 #[pyo3(signature = (
     prompt,
     *,
-    volatile = false,
-    ttl_sec = None,
-    protection = "auto",
+    policy = None,
     max_len = 4096,
     tty_path = "/dev/tty", // CONTROLLING_TERMINAL, spelled out for the text signature
 ))]
 fn prompt_cell(
     py: Python<'_>,
     prompt: &str,
-    volatile: bool,
-    ttl_sec: Option<&Bound<'_, PyAny>>,
-    protection: &str,
+    policy: Option<PyRef<'_, Policy>>,
     max_len: i64,
     tty_path: &str,
 ) -> PyResult<CypherCell> {
     // Every argument is checked before the terminal is touched.
-    let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+    let options = applied(py, policy.as_deref())?;
     let limit = answer_limit(max_len)?;
     let path = CString::new(tty_path)
         .map_err(|_| PyValueError::new_err("tty_path must not contain NUL characters"))?;
@@ -144,7 +140,7 @@ fn answer_limit(max_len: i64) -> PyResult<usize> {
 /// A cell asked to be locked (or secretmem) never has its bytes pass
 /// through weaker memory first; otherwise the best tier the machine gives,
 /// with a warning when `auto` had to settle for unlocked memory. `cell` is
-/// the cell's request as `CellOptions` parsed it (the one parse).
+/// the cell's request as its `Policy` gives it.
 fn staging_buffer(py: Python<'_>, cell: TierRequest, limit: usize) -> PyResult<SecretBuf> {
     let requested = match cell {
         TierRequest::Exactly(Tier::Secretmem | Tier::Locked) => cell,

@@ -13,7 +13,7 @@ use pyo3::prelude::*;
 use zeroize::Zeroize;
 
 use super::cell::CypherCell;
-use super::options::CellOptions;
+use super::policy::{applied, Policy};
 use crate::errors::{describe_io, Error};
 use crate::sys::{self, SysError};
 
@@ -133,8 +133,7 @@ fn open_error(label: &str, e: SysError) -> Error {
 /// descriptor: a regular file of at most `max_size` bytes. None when there
 /// is no such name; any other failure is a ProviderError naming `label`.
 #[pyfunction]
-#[pyo3(signature = (dir_fd, name, *, label, max_size, strip_newline = true, volatile = false, ttl_sec = None, protection = "auto"))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (dir_fd, name, *, label, max_size, strip_newline = true, policy = None))]
 fn read_file_cell_at(
     py: Python<'_>,
     dir_fd: RawFd,
@@ -142,11 +141,9 @@ fn read_file_cell_at(
     label: &str,
     max_size: u64,
     strip_newline: bool,
-    volatile: bool,
-    ttl_sec: Option<&Bound<'_, PyAny>>,
-    protection: &str,
+    policy: Option<PyRef<'_, Policy>>,
 ) -> PyResult<Option<CypherCell>> {
-    let options = CellOptions::parse(volatile, ttl_sec, protection)?;
+    let options = applied(py, policy.as_deref())?;
     let c_name = CString::new(name)
         .map_err(|_| Error::Value("a file name must not contain NUL bytes".into()))?;
     let fd = match open_beneath(dir_fd, &c_name) {

@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::cell::CypherCell;
 use super::entry::Entry;
-use super::options::CellOptions;
+use super::policy::{applied, Policy};
 use crate::cell::Cell;
 use crate::errors::{type_name, Error};
 use crate::memory::{self, SecretBuf};
@@ -310,17 +310,15 @@ impl VaultReply {
     /// `{key: Entry}` for each `(key, field)` whose field the reply has, in
     /// order; every cell with the same policy, its TTL the lease's when the
     /// lease is shorter. Origins read `ORIGIN:FIELD`. All or nothing.
-    #[pyo3(signature = (pairs, *, origin, volatile = false, ttl_sec = None, protection = "auto"))]
+    #[pyo3(signature = (pairs, *, origin, policy = None))]
     fn load<'py>(
         &self,
         py: Python<'py>,
         pairs: Vec<(Bound<'py, PyString>, String)>,
         origin: &str,
-        volatile: bool,
-        ttl_sec: Option<&Bound<'py, PyAny>>,
-        protection: &str,
+        policy: Option<PyRef<'py, Policy>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let policy = CellOptions::parse(volatile, ttl_sec, protection)?;
+        let policy = applied(py, policy.as_deref())?;
         let mut options = policy;
         let (lease, lens) = {
             let r = self.lock();
@@ -385,7 +383,7 @@ impl VaultReply {
                 Error::Provider(format!("vault {}: the reply holds no token", self.path)).into(),
             );
         };
-        CypherCell::create(py, CellOptions::parse(false, None, "auto")?, len, |dest| {
+        CypherCell::create(py, applied(py, None)?, len, |dest| {
             let r = self.lock();
             match r.auth.as_ref().and_then(|a| a.token.as_ref()) {
                 Some(span) if r.write_value(span, dest) => Ok(()),
