@@ -117,7 +117,7 @@ class FakeVault:
             t.start()
 
     def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
+        try:
             while not self._stop.is_set():
                 request = _read_request(conn)
                 if request is None:
@@ -133,7 +133,13 @@ class FakeVault:
                     continue
                 self.reply(conn)
                 return
-        with contextlib.suppress(OSError):
+        except OSError:
+            return
+        finally:
+            # The reply's end is the connection's end (a truncated body is
+            # seen as such, not as a slow server).
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
     def close(self) -> None:
