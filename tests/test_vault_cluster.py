@@ -6,7 +6,8 @@ The active node is killed (SIGKILL, as a crash); a load given all three
 addresses, the dead one first, must succeed through the others within its
 `timeout`: the client moves past the refused connection, and past a
 standby that answers "no active node" while the election runs, to the new
-active node or a standby that forwards to it.
+active node, or a standby (OpenBao's standbys answer reads from their own
+copy of the raft log: the test waits until the secret reached every node).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def test_the_active_node_dies_and_the_load_succeeds_through_the_others(
     active = cluster.active()
     value = b"c-" + secrets.token_hex(16).encode()
     active.kv_put("app", {"API_KEY": value.decode()}, mount=cluster.kv_mount)
+    cluster.wait_readable(f"{cluster.kv_mount}/data/app")  # standbys read their own copy
     active.policy("cluster-reader", READER)
     token = active.token("cluster-reader")
     others = [n for n in cluster.nodes if n is not active]
