@@ -257,7 +257,7 @@ def main() -> int:
     ap.add_argument("--no-leases", action="store_true", help="skip the renewal figure (needs PostgreSQL)")
     args = ap.parse_args()
     n_paths, rounds, first_runs = (30, 3, 3) if args.quick else (300, 15, 11)
-    n_leases, seconds = (50, 4.0) if args.quick else (1000, 15.0)
+    n_leases, seconds = (50, 2.0) if args.quick else (1000, 15.0)
 
     root = Path(tempfile.mkdtemp(prefix="cc-bench-vault-"))
     server = start_dev_server(root)
