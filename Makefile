@@ -69,12 +69,13 @@ test-rust: ## Rust unit tests (allocator, cell state machine)
 test-python: test-venv ## pytest against the installed wheel: the API and the kernel's own accounts
 	cd $(TEST_TREE) && PATH="$(CURDIR)/$(TEST_VENV)/bin:$$PATH" $(VENV_PY) -m pytest
 
-bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
+bench: setup test-deps ## Benchmarks beside python-dotenv/libsodium/pydantic/hvac anchors
 	@command -v apt-get >/dev/null && { ldconfig -p | grep -q libsodium.so || \
 	  { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES_BENCH); }; } || true
 	$(PIP) install --quiet --editable '.[bench]'
 	$(PYTHON) bench/bench_cell.py
 	$(PYTHON) bench/bench_envfile.py
+	$(PYTHON) bench/bench_vault.py
 
 # --- fuzzing and sanitizers (CI runs both after `make test`: see .ci/run) ---
 # Both need a nightly compiler (-Z flags, cargo-fuzz): rustup's nightly
