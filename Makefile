@@ -4,8 +4,9 @@
 PYTHON ?= python3
 PIP := PIP_ROOT_USER_ACTION=ignore $(PYTHON) -m pip --disable-pip-version-check
 APT_PACKAGES_BENCH := libsodium23
-# A real Secret Service for the keyring tests (started by the tests' fixture).
-APT_PACKAGES_TEST := dbus gnome-keyring
+# A real Secret Service for the keyring tests (started by the tests' fixture);
+# PostgreSQL for the Vault database-engine tests (a cluster in a temp dir).
+APT_PACKAGES_TEST := dbus gnome-keyring postgresql
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test-deps run doctor test lint test-rust test-python wheel test-venv bench fuzz-deps fuzz asan
@@ -22,8 +23,9 @@ run: setup ## The main job: load examples/ (.env, secrets dir, environment) into
 doctor: setup ## Report what this machine gives secrets (memfd_secret, mlock limits, dumps, swap, ptrace)
 	cypher-cell doctor
 
-test-deps: ## Debian packages the tests need (dbus, gnome-keyring), installed when missing
-	@command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null || \
+test-deps: ## Debian packages the tests need (dbus, gnome-keyring, postgresql), installed when missing
+	@command -v dbus-daemon >/dev/null && command -v gnome-keyring-daemon >/dev/null && \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends $(APT_PACKAGES_TEST); }
 
@@ -67,12 +69,13 @@ test-rust: ## Rust unit tests (allocator, cell state machine)
 test-python: test-venv ## pytest against the installed wheel: the API and the kernel's own accounts
 	cd $(TEST_TREE) && PATH="$(CURDIR)/$(TEST_VENV)/bin:$$PATH" $(VENV_PY) -m pytest
 
-bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
+bench: setup test-deps ## Benchmarks beside python-dotenv/libsodium/pydantic/hvac anchors
 	@command -v apt-get >/dev/null && { ldconfig -p | grep -q libsodium.so || \
 	  { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES_BENCH); }; } || true
 	$(PIP) install --quiet --editable '.[bench]'
 	$(PYTHON) bench/bench_cell.py
 	$(PYTHON) bench/bench_envfile.py
+	$(PYTHON) bench/bench_vault.py
 
 # --- fuzzing and sanitizers (CI runs both after `make test`: see .ci/run) ---
 # Both need a nightly compiler (-Z flags, cargo-fuzz): rustup's nightly

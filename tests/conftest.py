@@ -10,6 +10,12 @@ import pytest
 
 pytest.register_assert_rewrite("support")
 
+# Real OpenBao servers and PostgreSQL (session-scoped fixtures), for any test file that asks.
+from support.openbao import openbao, openbao_cluster, openbao_tls  # noqa: E402
+from support.postgres import postgres  # noqa: E402
+
+__all__ = ["openbao", "openbao_cluster", "openbao_tls", "postgres"]
+
 #: What the tests import that `cypher_cell` itself does not need: the module,
 #: and the distribution `pip install -e '.[test]'` brings it with.
 TEST_DEPENDENCIES = {
@@ -18,6 +24,8 @@ TEST_DEPENDENCIES = {
     "keyring": "keyring",
     "secretstorage": "secretstorage",
     "cryptography": "cryptography",  # through secretstorage; the PEM tests generate keys with it
+    "hvac": "hvac",  # the Vault tests' control (what hvac leaves in memory)
+    "psycopg": "psycopg",  # the Vault database tests log in to PostgreSQL with leased credentials
 }
 
 

@@ -36,3 +36,19 @@ def test_envfile_benchmark_quick_run_completes() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EnvFile" in result.stdout
+
+
+def test_vault_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_vault.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert figures["paths"]["ours"] > 0 and figures["paths"]["hvac"] > 0
+    assert set(figures["first_call_ms"]) == {"ours", "hvac"}
+    assert figures["renewal"]["leases"] == 50

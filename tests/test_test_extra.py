@@ -28,6 +28,8 @@ DEPENDENCIES = {
     "keyring": "keyring",
     "secretstorage": "secretstorage",
     "cryptography": "cryptography",
+    "hvac": "hvac",
+    "psycopg": "psycopg",
 }
 
 HIDE = '''
