@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import socket
 import time
@@ -324,6 +325,21 @@ def test_revoke_on_close_revokes_every_lease(pki: OpenBao, revoke: bool) -> None
     assert store["private_key"].wiped
     left = set(pki.leases("pki-revoke/issue/web/")) - before
     assert left == (set() if revoke else held)
+
+
+def renewal_threads() -> int:
+    """This process's threads named as the lease renewal thread (the
+    kernel's `comm` keeps 15 bytes of the name)."""
+    names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")]
+    return names.count("cypher-cell-vault-leases"[:15])
+
+
+def test_one_renewal_thread_serves_every_open_store(openbao: OpenBao, stores: list[SecretStore]) -> None:
+    path = name()
+    openbao.kv_put(path, {"A": value()})
+    for _ in range(5):
+        stores.append(load_secrets(vault(openbao, f"secret/{path}")))
+    assert renewal_threads() == 1
 
 
 def test_cli_show_vault_lists_keys_and_sources_without_values(

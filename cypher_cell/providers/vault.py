@@ -95,7 +95,7 @@ class VaultToken(VaultAuth):
     bytes/str (copied into a cell, wiped when the store closes)."""
 
     def __init__(self, token: Secret) -> None:
-        self._token, self._owned = _cell(token, "VaultToken(token)")
+        self._token, _ = _cell(token, "VaultToken(token)")
 
     def login(self, client: VaultClient, timeout: float) -> tuple[CypherCell, tuple[int, bool] | None, bool]:
         return self._token, None, False
