@@ -10,7 +10,7 @@ constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal, NoReturn, final
+from typing import Any, Literal, NoReturn, final
 
 from typing_extensions import Buffer
 
@@ -77,6 +77,11 @@ class CypherCell:
     def __reduce__(self) -> NoReturn: ...
     def __copy__(self) -> NoReturn: ...
     def __deepcopy__(self, memo: object, /) -> NoReturn: ...
+    # pydantic's hooks (a CypherCell field type); they import cypher_cell.pydantic when called.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any: ...
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any: ...
 
 @final
 class Exposure:
