@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import pydantic
 from pydantic_core import PydanticCustomError, core_schema
@@ -94,7 +95,7 @@ def _annotated_policy() -> Policy | None:
     `GenerateSchema._apply_annotations` frame (every field and every
     ``Annotated`` goes through one). The walk stays inside pydantic's
     package: a frame outside it means no such call encloses this one."""
-    frame = sys._getframe(2)  # noqa: SLF001 - _core_schema's caller, in pydantic
+    frame: FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_code.co_filename.startswith(_PYDANTIC_DIR):
         if frame.f_code.co_name == "_apply_annotations":
             found = [a for a in frame.f_locals.get("annotations", ()) if isinstance(a, Policy)]
