@@ -87,6 +87,7 @@ bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
 	$(PIP) install --quiet --editable '.[bench]'
 	$(PYTHON) bench/bench_cell.py
 	$(PYTHON) bench/bench_envfile.py
+	$(PYTHON) bench/bench_pydantic.py
 
 # --- fuzzing and sanitizers (CI runs both after `make test`: see .ci/run) ---
 # Both need a nightly compiler (-Z flags, cargo-fuzz): rustup's nightly
