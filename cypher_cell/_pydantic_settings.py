@@ -42,9 +42,9 @@ class _Text(str):
     __slots__ = ()
 
     def __repr__(self) -> str:
+        # Only the repr (what an error's text and a dict's repr show): str()
+        # stays the text, for a field validator that runs before pydantic's.
         return "'[REDACTED]'"
-
-    __str__ = __repr__
 
 
 def _shielded(value: Any) -> Any:

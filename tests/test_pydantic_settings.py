@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import pydantic_settings
 import pytest
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -89,6 +89,22 @@ def test_cell_fields_get_the_providers_cell_and_text_fields_their_text(tmp_path:
     assert s.absent is None
     assert planted not in repr(s) and planted not in str(s)
     assert planted not in s.model_dump_json()
+
+
+def test_a_before_validator_gets_the_text(tmp_path: Path) -> None:
+    path = _envfile(tmp_path, "URL=  https://x.test/  \n")
+
+    class S(BaseSettings):
+        url: str
+
+        @field_validator("url", mode="before")
+        @classmethod
+        def strip(cls, v: object) -> str:
+            return str(v).strip()
+
+        settings_customise_sources = _with_sources(lambda c: CypherCellSettingsSource(c, EnvFile(path)))
+
+    assert S().url == "https://x.test/"
 
 
 def test_the_cell_is_the_providers_own_never_a_str(tmp_path: Path, planted: str) -> None:
