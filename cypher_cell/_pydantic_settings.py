@@ -196,8 +196,11 @@ class CypherCellSettingsSource(PydanticBaseEnvSettingsSource):
             index = {self._apply_case_sensitive(k): k for k in offered}
         users: dict[str, list[str]] = {}  # provider key -> the fields reading it
         picks: list[tuple[str, list[tuple[str, str, bool]]]] = []
-        for name, (_, names, _, _) in wanted.items():
-            options = self._options(names, index)
+        person = provider.asks_only_required  # Prompt(): a person is asked, once per required field
+        for name, (field, names, _, _) in wanted.items():
+            if person and not field.is_required():
+                continue
+            options = self._options(names, index)[:1] if person else self._options(names, index)
             for key, _, _ in options:
                 users.setdefault(key, []).append(name)
             if options:
@@ -236,7 +239,8 @@ class CypherCellSettingsSource(PydanticBaseEnvSettingsSource):
         """The (provider key, field key, complex) to try for one field, in
         order: from a provider's listing, the first of the field's names it
         has; a provider that cannot list its keys is asked for each name as
-        written and, unless case-sensitive, in upper and in lower case."""
+        written and, unless case-sensitive, in upper and in lower case (a
+        `Prompt()` only for the first, and only for required fields)."""
         options: list[tuple[str, str, bool]] = []
         for field_key, written, is_complex in names:
             if index is not None:

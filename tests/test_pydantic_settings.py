@@ -28,7 +28,7 @@ from support.envfile import write
 from support.procfs import random_secret, scan_memory, secret_forms
 
 from cypher_cell import CypherCell, Policy
-from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir
+from cypher_cell.providers import Entry, EnvFile, Environ, Provider, SecretsDir
 from cypher_cell.pydantic import CypherCellSettingsSource
 
 VERSION = tuple(int(x) for x in pydantic_settings.__version__.split(".")[:2])
@@ -177,6 +177,38 @@ def test_unlisted_provider_is_asked_for_each_spelling(planted: str) -> None:
         settings_customise_sources = _with_sources(lambda c: CypherCellSettingsSource(c, Environ()))
 
     assert S().token == planted.encode()
+
+
+def test_a_person_is_asked_once_per_required_field_only(planted: str) -> None:
+    """A provider that asks a person (Prompt() without keys) is asked for
+    required fields only, one name each (not every spelling)."""
+    asked: list[str] = []
+
+    class Person(Provider):
+        """A provider written to the public contract: it answers any key."""
+
+        kind = "person"
+
+        @property
+        def asks_only_required(self) -> bool:
+            return True
+
+        def offered_keys(self) -> None:
+            return None
+
+        def load(self, keys: Any, policy: Any) -> dict[str, Entry]:
+            asked.extend(keys)
+            return {k: Entry(CypherCell(planted.encode()), "person") for k in keys}
+
+    class S(BaseSettings):
+        model_config = SettingsConfigDict(env_prefix="APP_")
+        token: CypherCell
+        optional: CypherCell | None = None
+        settings_customise_sources = _with_sources(lambda c: CypherCellSettingsSource(c, Person()))
+
+    s = S()
+    assert asked == ["APP_token"]
+    assert s.token == planted.encode() and s.optional is None
 
 
 def test_env_nested_delimiter_is_refused_clearly(tmp_path: Path) -> None:
