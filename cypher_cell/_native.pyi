@@ -10,7 +10,7 @@ native/py/dotenv_file.rs (DotenvFile).
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal, NoReturn, Self, final
+from typing import Any, Literal, NoReturn, Self, final
 
 from typing_extensions import Buffer, disjoint_base
 
@@ -99,6 +99,11 @@ class CypherCell:
     def __reduce__(self) -> NoReturn: ...
     def __copy__(self) -> NoReturn: ...
     def __deepcopy__(self, memo: object, /) -> NoReturn: ...
+    # pydantic's hooks (a CypherCell field type); they import cypher_cell.pydantic when called.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any: ...
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any: ...
 
 @final
 class Exposure:

@@ -18,6 +18,8 @@ TEST_DEPENDENCIES = {
     "keyring": "keyring",
     "secretstorage": "secretstorage",
     "cryptography": "cryptography",  # through secretstorage; the PEM tests generate keys with it
+    "pydantic": "pydantic",
+    "pydantic_settings": "pydantic-settings",
 }
 
 

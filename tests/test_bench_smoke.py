@@ -36,3 +36,15 @@ def test_envfile_benchmark_quick_run_completes() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EnvFile" in result.stdout
+
+
+def test_pydantic_benchmark_quick_run_completes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_pydantic.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CypherCellSettingsSource" in result.stdout
