@@ -26,7 +26,7 @@ from pydantic_settings.sources import PydanticBaseEnvSettingsSource
 from cypher_cell._native import CypherCell, wipe_entries
 from cypher_cell.loader import _close_all, _commit_all
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Entry, Provider
+from cypher_cell.providers.base import Entry, Provider, is_interactive
 
 REDACTED = "[REDACTED]"
 
@@ -196,7 +196,7 @@ class CypherCellSettingsSource(PydanticBaseEnvSettingsSource):
             index = {self._apply_case_sensitive(k): k for k in offered}
         users: dict[str, list[str]] = {}  # provider key -> the fields reading it
         picks: list[tuple[str, list[tuple[str, str, bool]]]] = []
-        person = provider.asks_only_required  # Prompt(): a person is asked, once per required field
+        person = is_interactive(provider)  # Prompt(): a person is asked, once per required field
         for name, (field, names, _, _) in wanted.items():
             if person and not field.is_required():
                 continue

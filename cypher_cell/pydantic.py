@@ -19,13 +19,10 @@ input.
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
-from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
-import pydantic
+from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
 from cypher_cell._native import CypherCell
@@ -38,7 +35,9 @@ __all__ = ["CypherCellSettingsSource"]
 
 REDACTED = "[REDACTED]"
 _JSON_SCHEMA = {"type": "string", "format": "password", "writeOnly": True}
-_PYDANTIC_DIR = os.path.dirname(pydantic.__file__) + os.sep
+_POLICY_MARK = "cypher_cell_policy"  # in a cell schema's metadata: made with an Annotated Policy
+# `Annotated[CypherCell | None, Policy(...)]`, however the union is spelled.
+_OPTIONAL_CELL = (CypherCell | None, Optional[CypherCell])  # noqa: UP045
 
 
 class _Held:
@@ -69,7 +68,7 @@ def _to_cell(policy: Policy | None) -> Callable[[_Held], CypherCell]:
         if isinstance(value, CypherCell):
             return value  # the same object: it keeps its own policy
         if isinstance(value, bytes | bytearray | memoryview | str):
-            return CypherCell(value, volatile=p.volatile, ttl_sec=p.ttl_sec, protection=p.protection)
+            return CypherCell(value, policy=p)
         kind = type(value).__name__
         del value
         raise PydanticCustomError(
@@ -87,38 +86,44 @@ def _serialize(cell: CypherCell, info: core_schema.SerializationInfo) -> object:
     return REDACTED if info.mode_is_json() else cell
 
 
-def _annotated_policy() -> Policy | None:
-    """The `Policy` in the ``Annotated[...]`` this `CypherCell` occurrence
-    sits in. pydantic hands a type's schema hook the bare type and ignores
-    metadata it does not know, so the policy is read from pydantic's own
-    call that is applying that metadata: the nearest
-    `GenerateSchema._apply_annotations` frame (every field and every
-    ``Annotated`` goes through one). The walk stays inside pydantic's
-    package: a frame outside it means no such call encloses this one."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None and frame.f_code.co_filename.startswith(_PYDANTIC_DIR):
-        if frame.f_code.co_name == "_apply_annotations":
-            found = [a for a in frame.f_locals.get("annotations", ()) if isinstance(a, Policy)]
-            if len(found) > 1:
-                raise TypeError("Annotated[CypherCell, ...] takes at most one Policy")
-            return found[0] if found else None
-        frame = frame.f_back
-    return None
-
-
-def _core_schema(cls: type[CypherCell], source: object, handler: object) -> core_schema.CoreSchema:
-    """`CypherCell.__get_pydantic_core_schema__` delegates here."""
+def _cell_schema(policy: Policy | None) -> core_schema.CoreSchema:
     return core_schema.chain_schema(
         [
             core_schema.no_info_plain_validator_function(_Held),
-            core_schema.no_info_plain_validator_function(_to_cell(_annotated_policy())),
+            core_schema.no_info_plain_validator_function(_to_cell(policy)),
         ],
         serialization=core_schema.plain_serializer_function_ser_schema(_serialize, info_arg=True),
+        metadata={_POLICY_MARK: policy is not None},
     )
 
 
-def _json_schema(cls: type[CypherCell], schema: object, handler: object) -> dict[str, object]:
-    """`CypherCell.__get_pydantic_json_schema__` delegates here."""
+def _core_schema(cls: type[CypherCell], source: object, handler: object) -> core_schema.CoreSchema:
+    """`CypherCell.__get_pydantic_core_schema__` delegates here: cells made
+    with the default policy (an ``Annotated`` `Policy` replaces this)."""
+    return _cell_schema(None)
+
+
+def _policy_schema(policy: Policy, source: object, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+    """`Policy.__get_pydantic_core_schema__` delegates here: pydantic calls
+    it for a `Policy` found in ``Annotated[CypherCell, Policy(...)]`` (its
+    documented hook for metadata), and the field's cells get that policy.
+    A `Policy` beside any other type is a mistake, said at class creation."""
+    if source is CypherCell or source in _OPTIONAL_CELL:
+        # What the annotations before this one made of the field: a Policy
+        # there too would be silently replaced.
+        inner = handler(source)
+        cell = inner["schema"] if inner["type"] == "nullable" else inner
+        if cell.get("metadata", {}).get(_POLICY_MARK):
+            raise TypeError("Annotated[CypherCell, ...] takes at most one Policy")
+        schema = _cell_schema(policy)
+        return core_schema.nullable_schema(schema) if source in _OPTIONAL_CELL else schema
+    raise TypeError(
+        f"a Policy in Annotated[...] applies to a CypherCell (or CypherCell | None) field, not {source!r}"
+    )
+
+
+def _json_schema(cls: type, schema: object, handler: object) -> dict[str, object]:
+    """`CypherCell.__get_pydantic_json_schema__` and `Policy`'s delegate here."""
     return dict(_JSON_SCHEMA)
 
 

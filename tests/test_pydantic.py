@@ -123,3 +123,15 @@ def test_from_a_dict_and_from_json() -> None:
     j = Model.model_validate_json(json.dumps({"token": secret, "maybe": None}))
     assert isinstance(j.token, CypherCell) and j.token == secret.encode()
     assert j.maybe is None
+
+
+def test_a_misplaced_or_repeated_policy_is_refused_when_the_class_is_made() -> None:
+    with pytest.raises(TypeError, match="at most one Policy"):
+
+        class Twice(BaseModel):
+            a: Annotated[CypherCell, Policy(ttl_sec=60), Policy(volatile=True)]
+
+    with pytest.raises(TypeError, match="applies to a CypherCell"):
+
+        class Elsewhere(BaseModel):
+            a: Annotated[str, Policy(ttl_sec=60)]
