@@ -3,21 +3,29 @@
 //! What is kept, and where:
 //! - each secret's forms, concatenated in one `SecretBuf` (the cell's own
 //!   tier: secretmem where the cell has it), zeroed when it is forgotten;
-//! - a key of 24 random bytes, in a `SecretBuf` of the strongest tier;
-//! - on the ordinary heap, for speed, only truncated *keyed* hashes: for
-//!   each form, its 4-byte grams at offsets 0, 1 and 2 as a bucket number
-//!   (B bits, B <= 25) plus an 8-bit tag, and for 1- to 3-byte prefixes a
-//!   32-bit tag. Without the key these are random-looking numbers; with it
-//!   they would tell at most B + 8 bits about each of a form's first 6
-//!   bytes' grams. Every candidate they point to is confirmed byte for
-//!   byte, in constant time, against the form in locked memory.
+//! - a key of 24 random bytes, in a `SecretBuf` of the strongest tier
+//!   (copied onto the stack for one operation, zeroed after it);
+//! - on the ordinary heap, for speed, only *keyed* hashes, truncated: for
+//!   each gram indexed (below), about 30 bits of its 64-bit keyed hash (the
+//!   bitmap word and two bits, an 8-bit tag), and for a form's 1- to 3-byte
+//!   prefixes a 32-bit tag. Without the key these are random-looking
+//!   numbers. The hash (a multiply, a xor-shift, a multiply) is fast, not a
+//!   cryptographic PRF: that the key cannot be recovered from them is an
+//!   engineering judgement, not a proof. Every candidate they point to is
+//!   confirmed byte for byte, in constant time, against the form in locked
+//!   memory.
 //!
-//! The scan: any form occurrence is at least `MIN_LEN` (6) bytes long, so
-//! it holds a 4-byte gram starting at a multiple of `STRIDE` (3) within its
-//! first 3 bytes. The text is probed at every third position only: one
-//! keyed hash and one bit test per probe, whatever the number of secrets;
-//! the bitmap is sized so that at most ~1/64 of its bits are set, which
-//! bounds the candidates confirmed (and so the cost of more secrets).
+//! The scan: when the shortest registered form is `m` bytes long, any
+//! occurrence of any form holds a 4-byte gram that starts at a multiple of
+//! the stride `s = m - 3` (at most `MAX_STRIDE`) within the form's first `s`
+//! bytes. So each form's grams at offsets `0..s` go into the index, and the
+//! text is probed at every `s`-th position only: one keyed hash and one
+//! 64-bit word of the bitmap per probe, whatever the number of secrets (a
+//! 6-byte secret makes `s` 3; typical tokens, whose shortest form is
+//! longer, allow 8). The bitmap (a blocked Bloom filter, two bits per gram)
+//! has 32 bits per gram up to 2^23 bits (1 MiB, cache-sized); a probe that
+//! passes it looks its bucket up, which is rare, so the cost grows with the
+//! number of secrets only through the bitmap's size.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,11 +35,12 @@ use crate::memory::{SecretBuf, Tier, TierRequest};
 use crate::sys;
 
 const GRAM: usize = 4;
-const STRIDE: usize = MIN_LEN - GRAM + 1;
+const MAX_STRIDE: usize = 8;
 const MIN_BITS: u32 = 10;
-const MAX_BITS: u32 = 25;
-/// log2 of bitmap bits per candidate.
-const SPARSITY: u32 = 6;
+/// 1 MiB of bitmap at most: more would leave the CPU's cache.
+const MAX_BITS: u32 = 23;
+/// log2 of bitmap bits per indexed gram.
+const SPARSITY: u32 = 5;
 
 /// A form's bytes: offset and length in its entry's buffer.
 #[derive(Clone, Copy)]
@@ -84,18 +93,23 @@ struct Key([u64; 3]);
 
 impl Key {
     #[inline(always)]
+    /// A keyed multiply-xorshift-multiply over the gram: its top bits pick
+    /// the bitmap word, bits 32..44 the two bits, bits 24..32 the tag.
     fn mix(&self, gram: u32) -> u64 {
-        let mut h = (u64::from(gram) ^ self.0[0]).wrapping_mul(self.0[1] | 1);
-        h ^= h >> 29;
-        h = (h ^ self.0[2]).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 32)
+        let h = (u64::from(gram) ^ self.0[0]).wrapping_mul(self.0[1] | 1);
+        (h ^ (h >> 31) ^ self.0[2]).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn tag(h: u64) -> u8 {
+        (h >> 24) as u8
     }
 
     fn prefix_tag(&self, prefix: &[u8]) -> u32 {
         let mut g = [0u8; 4];
         g[..prefix.len()].copy_from_slice(prefix);
         g[3] = prefix.len() as u8;
-        (self.mix(u32::from_le_bytes(g)).rotate_left(17) >> 32) as u32
+        let h = self.mix(u32::from_le_bytes(g) ^ self.0[2] as u32);
+        ((h >> 32) ^ (h.wrapping_mul(self.0[2] | 1) >> 32)) as u32
     }
 }
 
@@ -110,6 +124,59 @@ fn gram_at(text: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([text[i], text[i + 1], text[i + 2], text[i + 3]])
 }
 
+/// Where a hash lands: one 64-bit word of the bitmap and two bits in it (a
+/// blocked Bloom filter with two bits per candidate: one cache line per
+/// probe, and ~8 times fewer false hits than one bit), and the bucket of
+/// candidates, named by the word and both bits.
+#[derive(Clone, Copy)]
+struct Place {
+    word: u32,
+    b1: u32,
+    b2: u32,
+}
+
+impl Place {
+    #[inline(always)]
+    fn of(h: u64, bits: u32) -> Place {
+        Place {
+            word: (h >> (64 - (bits - 6))) as u32,
+            b1: ((h >> 32) & 63) as u32,
+            b2: ((h >> 38) & 63) as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn mask(self) -> u64 {
+        (1u64 << self.b1) | (1u64 << self.b2)
+    }
+
+    fn bucket(self) -> u32 {
+        (self.word << 12) | (self.b1 << 6) | self.b2
+    }
+
+    fn from_bucket(bucket: u32) -> Place {
+        Place {
+            word: bucket >> 12,
+            b1: (bucket >> 6) & 63,
+            b2: bucket & 63,
+        }
+    }
+
+    /// The bitmap bits it sets, named `word << 6 | bit` (one when b1 == b2).
+    fn bit_names(self) -> impl Iterator<Item = u32> {
+        let second = (self.b1 != self.b2).then_some((self.word << 6) | self.b2);
+        std::iter::once((self.word << 6) | self.b1).chain(second)
+    }
+}
+
+/// The keyed hash of the gram at `q` and whether the bitmap says maybe.
+#[inline(always)]
+fn probe(key: &Key, bitmap: &[u64], bits: u32, text: &[u8], q: usize) -> (u64, bool) {
+    let h = key.mix(gram_at(text, q));
+    let at = Place::of(h, bits);
+    (h, bitmap[at.word as usize] & at.mask() == at.mask())
+}
+
 /// Compares without branching on the bytes' values.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
@@ -120,13 +187,18 @@ pub struct Registry {
     key: Option<SecretBuf>,
     bits: u32,
     bitmap: Vec<u64>,
+    /// How many candidates set each bitmap bit (`word << 6 | bit`).
+    bit_counts: Map<u32>,
     buckets: Map<Vec<Cand>>,
     prefixes: Map<u32>,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
     /// Form lengths (a multiset): the longest decides how much a stream holds.
     lens: BTreeMap<usize, usize>,
-    cands: usize,
+    /// Probe spacing: the shortest form's length less 3, at most MAX_STRIDE.
+    stride: usize,
+    /// Forms registered; each has `stride` grams in the index.
+    forms: usize,
 }
 
 impl Default for Registry {
@@ -135,12 +207,14 @@ impl Default for Registry {
             key: None,
             bits: MIN_BITS,
             bitmap: vec![0; 1 << (MIN_BITS - 6)],
+            bit_counts: Map::default(),
             buckets: Map::default(),
             prefixes: Map::default(),
             entries: Vec::new(),
             free: Vec::new(),
             lens: BTreeMap::new(),
-            cands: 0,
+            stride: MAX_STRIDE,
+            forms: 0,
         }
     }
 }
@@ -170,7 +244,11 @@ impl Registry {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cands == 0
+        self.forms == 0
+    }
+
+    fn too_dense(&self) -> bool {
+        (self.forms * self.stride) << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS
     }
 
     /// The longest form: a stream never holds back more than this less one.
@@ -232,11 +310,13 @@ impl Registry {
         for f in &entry.forms {
             *self.lens.entry(f.len).or_default() += 1;
         }
-        self.cands += entry.forms.len() * STRIDE;
-        self.index(&key, id, &mut entry);
-        self.entries[id] = Some(entry);
-        if self.cands << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS {
+        self.forms += entry.forms.len();
+        if self.wanted_stride() != self.stride || self.too_dense() {
+            self.entries[id] = Some(entry);
             self.rebuild(&key);
+        } else {
+            self.index(&key, id, &mut entry);
+            self.entries[id] = Some(entry);
         }
         Some(id)
     }
@@ -252,7 +332,15 @@ impl Registry {
                 list.retain(|c| c.entry as usize != id);
                 if list.is_empty() {
                     self.buckets.remove(&b);
-                    self.bitmap[(b >> 6) as usize] &= !(1u64 << (b & 63));
+                }
+            }
+            for bit in Place::from_bucket(b).bit_names() {
+                if let Some(n) = self.bit_counts.get_mut(&bit) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.bit_counts.remove(&bit);
+                        self.bitmap[(bit >> 6) as usize] &= !(1u64 << (bit & 63));
+                    }
                 }
             }
         }
@@ -272,21 +360,24 @@ impl Registry {
                 }
             }
         }
-        self.cands -= entry.forms.len() * STRIDE;
+        self.forms -= entry.forms.len();
         self.free.push(id);
         drop(entry);
-        if self.cands == 0 && self.bits > MIN_BITS {
+        if self.forms == 0 {
             let key = self.key.take();
             *self = Registry {
                 key,
                 ..Registry::default()
             };
+        } else if self.wanted_stride() != self.stride {
+            if let Some(key) = self.key() {
+                self.rebuild(&key);
+            }
         }
     }
 
     /// Puts `entry`'s grams and prefixes into the index.
     fn index(&mut self, key: &Key, id: usize, entry: &mut Entry) {
-        let shift = 64 - self.bits;
         let (buckets, prefix_tags) = (&mut entry.buckets, &mut entry.prefix_tags);
         buckets.clear();
         prefix_tags.clear();
@@ -294,15 +385,19 @@ impl Registry {
         entry.buf.with_bytes(|bytes| {
             for (i, f) in forms.iter().enumerate() {
                 let form = &bytes[f.off..f.off + f.len];
-                for at in 0..STRIDE {
+                for at in 0..self.stride {
                     let h = key.mix(gram_at(form, at));
-                    let b = (h >> shift) as u32;
-                    self.bitmap[(b >> 6) as usize] |= 1u64 << (b & 63);
+                    let place = Place::of(h, self.bits);
+                    self.bitmap[place.word as usize] |= place.mask();
+                    for bit in place.bit_names() {
+                        *self.bit_counts.entry(bit).or_default() += 1;
+                    }
+                    let b = place.bucket();
                     self.buckets.entry(b).or_default().push(Cand {
                         entry: id as u32,
                         form: i as u16,
                         at: at as u8,
-                        tag: h as u8,
+                        tag: Key::tag(h),
                     });
                     buckets.push(b);
                 }
@@ -315,12 +410,20 @@ impl Registry {
         });
     }
 
-    /// A bigger bitmap: every entry indexed afresh (from its locked forms).
+    fn wanted_stride(&self) -> usize {
+        let shortest = self.lens.keys().next().copied().unwrap_or(MIN_LEN);
+        (shortest + 1 - GRAM).min(MAX_STRIDE)
+    }
+
+    /// A new stride or a bigger bitmap: every entry indexed afresh (from
+    /// its locked forms).
     fn rebuild(&mut self, key: &Key) {
-        while self.cands << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS {
+        self.stride = self.wanted_stride();
+        while self.too_dense() {
             self.bits += 1;
         }
         self.bitmap = vec![0; 1 << (self.bits - 6)];
+        self.bit_counts = Map::default();
         self.buckets = Map::default();
         self.prefixes = Map::default();
         for id in 0..self.entries.len() {
@@ -361,22 +464,45 @@ impl Registry {
             return spans;
         }
         let Some(key) = self.key() else { return spans };
-        let shift = 64 - self.bits;
+        let bits = self.bits;
         let bitmap = &self.bitmap[..];
+        let probe = |q: usize| probe(&key, bitmap, bits, text, q);
+        // Four probes a round, one branch for all four: nearly every round
+        // has no candidate at all.
+        let s = self.stride;
         let mut q = 0;
-        while q + GRAM <= text.len() {
-            let h = key.mix(gram_at(text, q));
-            let b = (h >> shift) as u32;
-            if bitmap[(b >> 6) as usize] & (1u64 << (b & 63)) != 0 {
-                for c in self.buckets.get(&b).map(Vec::as_slice).unwrap_or(&[]) {
-                    if c.tag == h as u8 {
-                        spans.extend(self.confirm(c, q, text, false));
+        while q + 3 * s + GRAM <= text.len() {
+            let p = [probe(q), probe(q + s), probe(q + 2 * s), probe(q + 3 * s)];
+            if p[0].1 | p[1].1 | p[2].1 | p[3].1 {
+                for (i, &(h, hit)) in p.iter().enumerate() {
+                    if hit {
+                        self.candidates(h, q + i * s, text, &mut spans);
                     }
                 }
             }
-            q += STRIDE;
+            q += 4 * s;
+        }
+        while q + GRAM <= text.len() {
+            let (h, hit) = probe(q);
+            if hit {
+                self.candidates(h, q, text, &mut spans);
+            }
+            q += s;
         }
         merge(spans)
+    }
+
+    /// The bitmap said maybe: the bucket's candidates with the same tag,
+    /// each confirmed against its form.
+    #[cold]
+    #[inline(never)]
+    fn candidates(&self, h: u64, q: usize, text: &[u8], spans: &mut Vec<Span>) {
+        let b = Place::of(h, self.bits).bucket();
+        for c in self.buckets.get(&b).map(Vec::as_slice).unwrap_or(&[]) {
+            if c.tag == Key::tag(h) {
+                spans.extend(self.confirm(c, q, text, false));
+            }
+        }
     }
 
     /// The first position from which the rest of `text` is a proper prefix
@@ -386,7 +512,7 @@ impl Registry {
             return None;
         }
         let key = self.key()?;
-        let shift = 64 - self.bits;
+        let bitmap = &self.bitmap[..];
         let n = text.len();
         let from = n.saturating_sub(self.max_len().saturating_sub(1));
         (from..n).find(|&p| {
@@ -394,14 +520,13 @@ impl Registry {
             if rest.len() < GRAM {
                 return self.prefixes.contains_key(&key.prefix_tag(rest));
             }
-            let h = key.mix(gram_at(text, p));
-            let b = (h >> shift) as u32;
-            self.bitmap[(b >> 6) as usize] & (1u64 << (b & 63)) != 0
-                && self.buckets.get(&b).is_some_and(|list| {
-                    list.iter()
-                        .filter(|c| c.at == 0 && c.tag == h as u8)
-                        .any(|c| self.confirm(c, p, text, true).is_some())
-                })
+            let (h, hit) = probe(&key, bitmap, self.bits, text, p);
+            let b = Place::of(h, self.bits).bucket();
+            hit && self.buckets.get(&b).is_some_and(|list| {
+                list.iter()
+                    .filter(|c| c.at == 0 && c.tag == Key::tag(h))
+                    .any(|c| self.confirm(c, p, text, true).is_some())
+            })
         })
     }
 }
@@ -451,6 +576,7 @@ mod tests {
         r.remove(id);
         assert!(r.find(b"a123456b").is_empty());
         assert!(r.is_empty() && r.buckets.is_empty() && r.prefixes.is_empty());
+        assert!(r.bit_counts.is_empty() && r.bitmap.iter().all(|&w| w == 0));
     }
 
     #[test]
@@ -466,6 +592,26 @@ mod tests {
         for s in secrets.iter().step_by(97) {
             let text = [b"<".as_slice(), s, b">"].concat();
             assert_eq!(r.find(&text), vec![(1, 1 + s.len())]);
+        }
+    }
+
+    #[test]
+    fn stride_follows_the_shortest_form() {
+        let mut r = Registry::default();
+        r.insert(b"a-rather-long-token-value", Tier::Unlocked)
+            .unwrap();
+        assert_eq!(r.stride, MAX_STRIDE);
+        let short = r.insert(b"six666", Tier::Unlocked).unwrap();
+        assert_eq!(r.stride, 3);
+        for pad in 0..9 {
+            let text = [&b"........."[..pad], b"a-rather-long-token-value six666"].concat();
+            assert_eq!(r.find(&text), vec![(pad, pad + 25), (pad + 26, pad + 32)]);
+        }
+        r.remove(short);
+        assert_eq!(r.stride, MAX_STRIDE);
+        for pad in 0..9 {
+            let text = [&b"........."[..pad], b"a-rather-long-token-value"].concat();
+            assert_eq!(r.find(&text), vec![(pad, pad + 25)]);
         }
     }
 
