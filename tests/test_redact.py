@@ -286,3 +286,12 @@ def test_stream_every_single_byte_split() -> None:
         for i in range(len(text) + 1):
             same(stream_all([text[:i], text[i:]]), whole)
         same(stream_all([bytes([c]) for c in text]), whole)
+
+
+def test_a_secret_that_cuts_a_character_leaves_a_replacement_character() -> None:
+    # Bytes of a secret may end inside a character of the text: the cut
+    # character becomes U+FFFD, the str stays valid.
+    value = b"\xa9" + token(10).encode()
+    with CypherCell(value):
+        text = "(\u00a9" + value[1:].decode() + ")"
+        same(redact(text), "(\ufffd" + R + ")")

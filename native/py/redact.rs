@@ -31,11 +31,9 @@ fn redact_py<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
     }
     if let Ok(text) = data.cast::<PyString>() {
         if let Ok(utf8) = text.to_str() {
-            return Ok(match py.detach(|| matcher::redact(utf8.as_bytes())) {
+            return Ok(match py.detach(|| matcher::redact_str(utf8)) {
                 None => data.clone(),
-                // A secret that is not whole characters could cut one: that
-                // character becomes U+FFFD rather than an error.
-                Some(out) => PyString::new(py, &String::from_utf8_lossy(&out)).into_any(),
+                Some(out) => PyString::new(py, &out).into_any(),
             });
         }
         // Lone surrogates: through their surrogatepass bytes and back.

@@ -48,6 +48,34 @@ pub fn redact(reg: &Registry, text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `text` masked whole, as text; `None` when nothing matched. A span that
+/// cuts a character (a secret that is not whole characters) makes that
+/// character U+FFFD.
+pub fn redact_str(reg: &Registry, text: &str) -> Option<String> {
+    let spans = reg.find(text.as_bytes());
+    if spans.is_empty() {
+        return None;
+    }
+    let whole_chars = spans
+        .iter()
+        .all(|&(s, e)| text.is_char_boundary(s) && text.is_char_boundary(e));
+    if !whole_chars {
+        let mut out = Vec::with_capacity(text.len());
+        emit(text.as_bytes(), &spans, text.len(), 0, &mut out);
+        return Some(String::from_utf8_lossy(&out).into_owned());
+    }
+    let marker = std::str::from_utf8(REDACTED).expect("ASCII");
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for &(start, end) in &spans {
+        out.push_str(&text[pos..start]);
+        out.push_str(marker);
+        pos = end;
+    }
+    out.push_str(&text[pos..]);
+    Some(out)
+}
+
 impl Stream {
     pub fn pending(&self) -> bool {
         self.held.len() > self.shown
