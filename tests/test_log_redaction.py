@@ -195,3 +195,11 @@ def test_stdio_wrapping(tmp_path: Path, stream: str) -> None:
         """,
         redacted_at_least=3,
     )
+
+
+def test_import_cypher_cell_does_not_import_logging() -> None:
+    # redact and install_log_redaction are exported by the package, but
+    # logging is imported only when install_log_redaction() runs.
+    code = "import sys, cypher_cell; print('logging' in sys.modules, callable(cypher_cell.redact))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == ["False", "True"]

@@ -256,9 +256,9 @@ impl Registry {
         self.lens.keys().next_back().copied().unwrap_or(0)
     }
 
-    /// Registers `secret`'s forms, written into locked memory of `tier` (or
-    /// the strongest tier available if that fails). `None` when the secret
-    /// is too short to mask or no memory could be had.
+    /// Registers `secret`'s forms, written into memory of `tier` (locked
+    /// memory if secretmem fails). `None` when the secret is too short to
+    /// mask or no such memory could be had.
     pub fn insert(&mut self, secret: &[u8], tier: Tier) -> Option<usize> {
         if secret.len() < MIN_LEN {
             return None;
@@ -271,9 +271,13 @@ impl Registry {
             lens.push(n);
         });
         let total = lens.iter().sum();
-        let buf = SecretBuf::allocate(TierRequest::Exactly(tier), total)
-            .or_else(|_| SecretBuf::allocate(TierRequest::Auto, total).map(|(b, _)| (b, None)))
-            .ok()?
+        // The cell's tier, else locked memory; never weaker than the cell's
+        // own (a value that cannot be had is not masked rather than copied
+        // into memory that could be swapped or read).
+        let buf = [tier, Tier::Locked]
+            .into_iter()
+            .filter(|&t| t == tier || (tier == Tier::Secretmem && t == Tier::Locked))
+            .find_map(|t| SecretBuf::allocate(TierRequest::Exactly(t), total).ok())?
             .0;
         let mut forms = Vec::new();
         buf.fill(|out| {
