@@ -83,8 +83,18 @@ impl Stream {
 
     /// Masks `data` after what is held; appends what is safe to emit now.
     pub fn feed(&mut self, reg: &Registry, data: &[u8], out: &mut Vec<u8>) {
-        self.held.extend_from_slice(data);
-        let text = &self.held[..];
+        // Held bytes and the new ones in one buffer of the exact size (no
+        // reallocation leaves an unzeroed copy behind), zeroed when dropped.
+        let joined;
+        let text = if self.held.is_empty() {
+            data
+        } else {
+            let mut both = Zeroizing::new(Vec::with_capacity(self.held.len() + data.len()));
+            both.extend_from_slice(&self.held);
+            both.extend_from_slice(data);
+            joined = both;
+            &joined[..]
+        };
         let spans = reg.find(text);
         let mut cut = reg.partial_start(text).unwrap_or(text.len());
         // A partial match inside a complete one may extend it: hold both.
@@ -92,7 +102,7 @@ impl Stream {
             cut = start;
         }
         emit(text, &spans, cut, self.shown, out);
-        self.held.drain(..cut);
+        self.held = Zeroizing::new(text[cut..].to_vec());
         self.shown = self.shown.saturating_sub(cut);
     }
 
