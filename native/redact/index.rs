@@ -39,6 +39,8 @@ const MAX_STRIDE: usize = 8;
 const MIN_BITS: u32 = 10;
 /// 1 MiB of bitmap at most: more would leave the CPU's cache.
 const MAX_BITS: u32 = 23;
+/// Up to this many forms, losing the shortest one re-indexes at once.
+const CHEAP_REBUILD_FORMS: usize = 4096;
 /// log2 of bitmap bits per indexed gram.
 const SPARSITY: u32 = 5;
 
@@ -373,7 +375,11 @@ impl Registry {
                 key,
                 ..Registry::default()
             };
-        } else if self.wanted_stride() != self.stride {
+        } else if self.wanted_stride() != self.stride && self.forms <= CHEAP_REBUILD_FORMS {
+            // A narrower stride than needed is still correct, only slower:
+            // with many forms, widening waits for the next rebuild (growth),
+            // so that a short value coming and going (a one-time code) does
+            // not re-index everything twice each time.
             if let Some(key) = self.key() {
                 self.rebuild(&key);
             }
@@ -612,10 +618,32 @@ mod tests {
             assert_eq!(r.find(&text), vec![(pad, pad + 25), (pad + 26, pad + 32)]);
         }
         r.remove(short);
-        assert_eq!(r.stride, MAX_STRIDE);
+        assert_eq!(r.stride, MAX_STRIDE, "few forms: widened at once");
         for pad in 0..9 {
             let text = [&b"........."[..pad], b"a-rather-long-token-value"].concat();
             assert_eq!(r.find(&text), vec![(pad, pad + 25)]);
+        }
+    }
+
+    #[test]
+    fn with_many_forms_a_short_value_leaving_keeps_the_narrow_stride() {
+        let mut r = Registry::default();
+        let long: Vec<Vec<u8>> = (0..1500)
+            .map(|i| format!("long-token-{i:08}").into_bytes())
+            .collect();
+        for s in &long {
+            r.insert(s, Tier::Unlocked).unwrap();
+        }
+        assert!(r.forms > CHEAP_REBUILD_FORMS);
+        let otp = r.insert(b"123456", Tier::Unlocked).unwrap();
+        assert_eq!(r.stride, 3);
+        r.remove(otp);
+        assert_eq!(r.stride, 3);
+        for s in long.iter().step_by(53) {
+            for pad in 0..4 {
+                let text = [&b"...."[..pad], s].concat();
+                assert_eq!(r.find(&text), vec![(pad, pad + s.len())]);
+            }
         }
     }
 
