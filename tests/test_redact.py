@@ -295,3 +295,20 @@ def test_a_secret_that_cuts_a_character_leaves_a_replacement_character() -> None
     with CypherCell(value):
         text = "(\u00a9" + value[1:].decode() + ")"
         same(redact(text), "(\ufffd" + R + ")")
+
+
+@settings(max_examples=60, deadline=None)
+@given(noise=st.binary(min_size=0, max_size=300), cuts=st.lists(st.integers(0, 400), max_size=5))
+def test_stream_of_binary_bytes_passes_through_except_secrets(noise: bytes, cuts: list[int]) -> None:
+    value = secrets.token_bytes(16)
+    with CypherCell(value):
+        text = noise + value + noise[::-1]
+        same(redact(text), noise + R.encode() + noise[::-1])
+        bounds = sorted(min(c, len(text)) for c in cuts)
+        pieces = [text[i:j] for i, j in zip([0, *bounds], [*bounds, len(text)], strict=True)]
+        whole = stream_all([text])
+        same(stream_all(pieces), whole)
+        probe = RedactStream()
+        probe.feed(text)
+        if not probe.pending():  # no trailing partial match: exactly redact()'s output
+            same(whole, redact(text))
