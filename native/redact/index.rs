@@ -6,8 +6,8 @@
 //! - a key of 24 random bytes, in a `SecretBuf` of the strongest tier
 //!   (copied onto the stack for one operation, zeroed after it);
 //! - on the ordinary heap, for speed, only *keyed* hashes, truncated: for
-//!   each gram indexed (below), about 30 bits of its 64-bit keyed hash (the
-//!   bitmap word and two bits, an 8-bit tag), and for a form's 1- to 3-byte
+//!   each gram indexed (below), at most 37 bits of its 64-bit keyed hash
+//!   (the bitmap word, two bits in it, an 8-bit tag), and for a form's 1- to 3-byte
 //!   prefixes a 32-bit tag. Without the key these are random-looking
 //!   numbers. The hash (a multiply, a xor-shift, a multiply) is fast, not a
 //!   cryptographic PRF: that the key cannot be recovered from them is an
@@ -24,8 +24,8 @@
 //! 6-byte secret makes `s` 3; typical tokens, whose shortest form is
 //! longer, allow 8). The bitmap (a blocked Bloom filter, two bits per gram)
 //! has 32 bits per gram up to 2^23 bits (1 MiB, cache-sized); a probe that
-//! passes it looks its bucket up, which is rare, so the cost grows with the
-//! number of secrets only through the bitmap's size.
+//! passes it walks its word's list of candidates, which is rare, so the
+//! cost grows with the number of secrets only through the bitmap's size.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,12 +54,14 @@ struct Form {
 struct Entry {
     buf: SecretBuf,
     forms: Vec<Form>,
-    /// The buckets this entry's candidates are in, and its prefix tags (to
-    /// take them out again without reading the forms).
-    buckets: Vec<u32>,
+    /// The bitmap words this entry's candidates are in, and its prefix
+    /// tags (to take them out again without reading the forms).
+    words: Vec<u32>,
     prefix_tags: Vec<u32>,
 }
 
+/// One indexed gram: which form, where in it, and the rest of its hash's
+/// place (its two bits within the word, a tag).
 #[derive(Clone, Copy)]
 struct Cand {
     entry: u32,
@@ -67,7 +69,19 @@ struct Cand {
     /// Offset of the gram within the form.
     at: u8,
     tag: u8,
+    b1: u8,
+    b2: u8,
 }
+
+/// A candidate in its word's list (nodes live in one slab: no allocation
+/// per word).
+#[derive(Clone, Copy)]
+struct Node {
+    cand: Cand,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
 
 /// The keys are already keyed hashes: use them as they are.
 #[derive(Default)]
@@ -128,8 +142,8 @@ fn gram_at(text: &[u8], i: usize) -> u32 {
 
 /// Where a hash lands: one 64-bit word of the bitmap and two bits in it (a
 /// blocked Bloom filter with two bits per candidate: one cache line per
-/// probe, and ~8 times fewer false hits than one bit), and the bucket of
-/// candidates, named by the word and both bits.
+/// probe, and ~8 times fewer false hits than one bit). The word also names
+/// the list of candidates to confirm.
 #[derive(Clone, Copy)]
 struct Place {
     word: u32,
@@ -152,22 +166,8 @@ impl Place {
         (1u64 << self.b1) | (1u64 << self.b2)
     }
 
-    fn bucket(self) -> u32 {
-        (self.word << 12) | (self.b1 << 6) | self.b2
-    }
-
-    fn from_bucket(bucket: u32) -> Place {
-        Place {
-            word: bucket >> 12,
-            b1: (bucket >> 6) & 63,
-            b2: bucket & 63,
-        }
-    }
-
-    /// The bitmap bits it sets, named `word << 6 | bit` (one when b1 == b2).
-    fn bit_names(self) -> impl Iterator<Item = u32> {
-        let second = (self.b1 != self.b2).then_some((self.word << 6) | self.b2);
-        std::iter::once((self.word << 6) | self.b1).chain(second)
+    fn holds(self, c: &Cand) -> bool {
+        u32::from(c.b1) == self.b1 && u32::from(c.b2) == self.b2
     }
 }
 
@@ -189,9 +189,10 @@ pub struct Registry {
     key: Option<SecretBuf>,
     bits: u32,
     bitmap: Vec<u64>,
-    /// How many candidates set each bitmap bit (`word << 6 | bit`).
-    bit_counts: Map<u32>,
-    buckets: Map<Vec<Cand>>,
+    /// Per bitmap word, the first node of its candidates' list.
+    heads: Vec<u32>,
+    nodes: Vec<Node>,
+    free_nodes: Vec<u32>,
     prefixes: Map<u32>,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
@@ -209,8 +210,9 @@ impl Default for Registry {
             key: None,
             bits: MIN_BITS,
             bitmap: vec![0; 1 << (MIN_BITS - 6)],
-            bit_counts: Map::default(),
-            buckets: Map::default(),
+            heads: vec![NIL; 1 << (MIN_BITS - 6)],
+            nodes: Vec::new(),
+            free_nodes: Vec::new(),
             prefixes: Map::default(),
             entries: Vec::new(),
             free: Vec::new(),
@@ -310,7 +312,7 @@ impl Registry {
         let mut entry = Entry {
             buf,
             forms,
-            buckets: Vec::new(),
+            words: Vec::new(),
             prefix_tags: Vec::new(),
         };
         for f in &entry.forms {
@@ -333,22 +335,27 @@ impl Registry {
         let Some(entry) = self.entries.get_mut(id).and_then(Option::take) else {
             return;
         };
-        for &b in &entry.buckets {
-            if let Some(list) = self.buckets.get_mut(&b) {
-                list.retain(|c| c.entry as usize != id);
-                if list.is_empty() {
-                    self.buckets.remove(&b);
-                }
-            }
-            for bit in Place::from_bucket(b).bit_names() {
-                if let Some(n) = self.bit_counts.get_mut(&bit) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.bit_counts.remove(&bit);
-                        self.bitmap[(bit >> 6) as usize] &= !(1u64 << (bit & 63));
+        let mut words = entry.words.clone();
+        words.sort_unstable();
+        words.dedup();
+        for word in words {
+            // Unlink this entry's nodes; the word keeps the bits of the rest.
+            let (mut at, mut prev, mut mask) = (self.heads[word as usize], NIL, 0u64);
+            while at != NIL {
+                let node = self.nodes[at as usize];
+                if node.cand.entry as usize == id {
+                    match prev {
+                        NIL => self.heads[word as usize] = node.next,
+                        p => self.nodes[p as usize].next = node.next,
                     }
+                    self.free_nodes.push(at);
+                } else {
+                    mask |= (1u64 << node.cand.b1) | (1u64 << node.cand.b2);
+                    prev = at;
                 }
+                at = node.next;
             }
+            self.bitmap[word as usize] = mask;
         }
         for t in &entry.prefix_tags {
             if let Some(n) = self.prefixes.get_mut(t) {
@@ -388,8 +395,8 @@ impl Registry {
 
     /// Puts `entry`'s grams and prefixes into the index.
     fn index(&mut self, key: &Key, id: usize, entry: &mut Entry) {
-        let (buckets, prefix_tags) = (&mut entry.buckets, &mut entry.prefix_tags);
-        buckets.clear();
+        let (words, prefix_tags) = (&mut entry.words, &mut entry.prefix_tags);
+        words.clear();
         prefix_tags.clear();
         let forms = &entry.forms;
         entry.buf.with_bytes(|bytes| {
@@ -399,17 +406,29 @@ impl Registry {
                     let h = key.mix(gram_at(form, at));
                     let place = Place::of(h, self.bits);
                     self.bitmap[place.word as usize] |= place.mask();
-                    for bit in place.bit_names() {
-                        *self.bit_counts.entry(bit).or_default() += 1;
-                    }
-                    let b = place.bucket();
-                    self.buckets.entry(b).or_default().push(Cand {
-                        entry: id as u32,
-                        form: i as u16,
-                        at: at as u8,
-                        tag: Key::tag(h),
-                    });
-                    buckets.push(b);
+                    let node = Node {
+                        cand: Cand {
+                            entry: id as u32,
+                            form: i as u16,
+                            at: at as u8,
+                            tag: Key::tag(h),
+                            b1: place.b1 as u8,
+                            b2: place.b2 as u8,
+                        },
+                        next: self.heads[place.word as usize],
+                    };
+                    let slot = match self.free_nodes.pop() {
+                        Some(slot) => {
+                            self.nodes[slot as usize] = node;
+                            slot
+                        }
+                        None => {
+                            self.nodes.push(node);
+                            (self.nodes.len() - 1) as u32
+                        }
+                    };
+                    self.heads[place.word as usize] = slot;
+                    words.push(place.word);
                 }
                 for k in 1..GRAM {
                     let t = key.prefix_tag(&form[..k]);
@@ -433,8 +452,9 @@ impl Registry {
             self.bits += 1;
         }
         self.bitmap = vec![0; 1 << (self.bits - 6)];
-        self.bit_counts = Map::default();
-        self.buckets = Map::default();
+        self.heads = vec![NIL; 1 << (self.bits - 6)];
+        self.nodes = Vec::new();
+        self.free_nodes = Vec::new();
         self.prefixes = Map::default();
         for id in 0..self.entries.len() {
             if let Some(mut entry) = self.entries[id].take() {
@@ -502,17 +522,31 @@ impl Registry {
         merge(spans)
     }
 
-    /// The bitmap said maybe: the bucket's candidates with the same tag,
+    /// The bitmap said maybe: the word's candidates with the same bits and tag,
     /// each confirmed against its form.
     #[cold]
     #[inline(never)]
     fn candidates(&self, h: u64, q: usize, text: &[u8], spans: &mut Vec<Span>) {
-        let b = Place::of(h, self.bits).bucket();
-        for c in self.buckets.get(&b).map(Vec::as_slice).unwrap_or(&[]) {
-            if c.tag == Key::tag(h) {
-                spans.extend(self.confirm(c, q, text, false));
-            }
+        for c in self.listed(h) {
+            spans.extend(self.confirm(&c, q, text, false));
         }
+    }
+
+    /// The candidates whose hash has `h`'s place and tag.
+    fn listed(&self, h: u64) -> impl Iterator<Item = Cand> + '_ {
+        let place = Place::of(h, self.bits);
+        let tag = Key::tag(h);
+        let mut at = self.heads[place.word as usize];
+        std::iter::from_fn(move || {
+            while at != NIL {
+                let node = self.nodes[at as usize];
+                at = node.next;
+                if place.holds(&node.cand) && node.cand.tag == tag {
+                    return Some(node.cand);
+                }
+            }
+            None
+        })
     }
 
     /// The first position from which the rest of `text` is a proper prefix
@@ -531,12 +565,9 @@ impl Registry {
                 return self.prefixes.contains_key(&key.prefix_tag(rest));
             }
             let (h, hit) = probe(&key, bitmap, self.bits, text, p);
-            let b = Place::of(h, self.bits).bucket();
-            hit && self.buckets.get(&b).is_some_and(|list| {
-                list.iter()
-                    .filter(|c| c.at == 0 && c.tag == Key::tag(h))
-                    .any(|c| self.confirm(c, p, text, true).is_some())
-            })
+            hit && self
+                .listed(h)
+                .any(|c| c.at == 0 && self.confirm(&c, p, text, true).is_some())
         })
     }
 }
@@ -585,8 +616,46 @@ mod tests {
         assert_eq!(r.find(b"a123456b"), vec![(1, 7)]);
         r.remove(id);
         assert!(r.find(b"a123456b").is_empty());
-        assert!(r.is_empty() && r.buckets.is_empty() && r.prefixes.is_empty());
-        assert!(r.bit_counts.is_empty() && r.bitmap.iter().all(|&w| w == 0));
+        assert!(r.is_empty() && r.prefixes.is_empty() && r.heads.iter().all(|&h| h == NIL));
+        assert!(r.bitmap.iter().all(|&w| w == 0));
+    }
+
+    /// Each bitmap word holds exactly its listed candidates' bits, and the
+    /// lists hold exactly `stride` grams per form.
+    fn consistent(r: &Registry) -> bool {
+        let mut live = 0;
+        let words_ok = r.heads.iter().zip(&r.bitmap).all(|(&head, &bits)| {
+            let (mut at, mut mask) = (head, 0u64);
+            while at != NIL {
+                let node = r.nodes[at as usize];
+                mask |= (1u64 << node.cand.b1) | (1u64 << node.cand.b2);
+                live += 1;
+                at = node.next;
+            }
+            mask == bits
+        });
+        words_ok && live == r.forms * r.stride && r.nodes.len() == live + r.free_nodes.len()
+    }
+
+    #[test]
+    fn removing_one_secret_leaves_exactly_the_others() {
+        let mut r = Registry::default();
+        let ids: Vec<usize> = (0..50)
+            .map(|i| {
+                r.insert(format!("secret-number-{i:04}").as_bytes(), Tier::Unlocked)
+                    .unwrap()
+            })
+            .collect();
+        assert!(consistent(&r));
+        for &id in ids.iter().step_by(2) {
+            r.remove(id);
+            assert!(consistent(&r));
+        }
+        for i in 0..50 {
+            let text = format!("<secret-number-{i:04}>");
+            let want = if i % 2 == 1 { vec![(1, 19)] } else { vec![] };
+            assert_eq!(r.find(text.as_bytes()), want);
+        }
     }
 
     #[test]
