@@ -4,13 +4,14 @@ One section per file of the PyO3 layer: native/py/policy.rs (Policy, taken by
 every constructor below), native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
-native/py/secrets_file.rs, native/py/entry.rs (Entry) and
-native/py/dotenv_file.rs (DotenvFile).
+native/py/secrets_file.rs, native/py/entry.rs (Entry),
+native/py/dotenv_file.rs (DotenvFile) and native/py/redact.rs (redact,
+RedactStream).
 """
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Literal, NoReturn, Self, final
+from typing import Any, Literal, NoReturn, Self, final, overload
 
 from typing_extensions import Buffer, disjoint_base
 
@@ -20,6 +21,7 @@ __all__ = [
     "Entry",
     "Exposure",
     "Policy",
+    "RedactStream",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -34,6 +36,7 @@ __all__ = [
     "is_plain_name",
     "prompt_cell",
     "read_file_cell_at",
+    "redact",
     "scrub_environ",
     "stray_entry",
     "wipe_entries",
@@ -220,3 +223,19 @@ class DotenvFile:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
+
+# native/py/redact.rs: value-based redaction of every live cell (and its encoded forms).
+@overload
+def redact(data: str) -> str: ...
+@overload
+def redact(data: bytes) -> bytes: ...
+@overload
+def redact(data: bytearray) -> bytearray: ...
+
+@final
+class RedactStream:
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> bytes: ...
+    def pending(self) -> bool: ...
+    def flush(self) -> bytes: ...
+    def finish(self) -> bytes: ...
