@@ -17,7 +17,7 @@ from cypher_cell import __version__, doctor
 from cypher_cell._native import DotenvFile
 from cypher_cell.errors import CypherCellError
 from cypher_cell.loader import load_secrets
-from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir
+from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir, Vault
 from cypher_cell.providers.envfile import NOT_A_KEY, NUL, loose_permissions
 from cypher_cell.store import SecretStore
 
@@ -142,6 +142,8 @@ def _run_show(args: argparse.Namespace) -> int:
     sources: list[Provider] = [EnvFile(f) for f in args.env_file]
     sources += [Environ(prefix=p) for p in args.environ_prefix]
     sources += [SecretsDir(d) for d in args.secrets_dir]
+    if args.vault:  # one provider: with several paths the first that has a field wins
+        sources.append(Vault(*args.vault))
     if not sources:
         sources = [EnvFile(".env")]
     try:
@@ -174,6 +176,14 @@ def _add_show(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         default=[],
         metavar="DIR",
         help="a directory of one file per secret (Docker, Kubernetes, systemd)",
+    )
+    parser.add_argument(
+        "--vault",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an OpenBao/Vault secret such as secret/app (address and token from BAO_ADDR/VAULT_ADDR, "
+        "BAO_TOKEN/VAULT_TOKEN or ~/.vault-token)",
     )
     parser.add_argument(
         "--required", action="append", default=[], metavar="KEY", help="a key that must be found"

@@ -57,6 +57,28 @@ DOTENV: dict[str, str | bytes] = {
 }
 
 
+VAULT_JSON: dict[str, str | bytes] = {
+    "kv2": '{"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,'
+    '"data":{"data":{"password":"p\\"w\\u00e9\\ud83d\\ude00","port":5432},"metadata":{"version":1}},'
+    '"wrap_info":null,"warnings":null,"auth":null}',
+    "database": '{"lease_id":"database/creds/app/x","renewable":true,"lease_duration":3600,'
+    '"data":{"username":"v-app","password":"A1a-xyz"},"warnings":["w"]}',
+    "login": '{"auth":{"client_token":"s.tok","accessor":"a","policies":["default"],'
+    '"lease_duration":2764800,"renewable":true},"data":null}',
+    "pki": '{"data":{"ca_chain":["-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----"],'
+    '"expiration":1700000000,"private_key_type":"ec","ok":true,"none":null,"nested":{"a":[1,[2,{"b":[]}]]}}}',
+    "errors": '{"errors":["permission denied","1 error occurred:\\n\\t* no handler"]}',
+    "numbers": '{"a":-0,"b":1.5e-3,"c":12E+2,"d":0.0,"e":[1,-2,3.25]}',
+    "whitespace": ' \r\n\t{ "a" : [ ] , "b" : { } }\n ',
+    "bad-escape": '{"a":"\\x"}',
+    "lone-surrogate": '{"a":"\\ud800x"}',
+    "deep": '{"a":' + "[" * 200 + "]" * 200 + "}",
+    "truncated": '{"data":{"data":{"k":"v',
+    "not-utf8": b'{"a":"\xff\xfe"}',
+    "duplicates": '{"x":1,"x":"two"}',
+}
+
+
 def slot_ops() -> dict[str, bytes]:
     """Op sequences for slot_pool (see its `fuzz_target!`): op % 9 is
     0-2 allocate (request, 2 length bytes), 3-4 free (index), 5 zeroize
@@ -114,6 +136,7 @@ def main() -> None:
     for target, seeds in (
         ("dotenv_parse", {k: v.encode() if isinstance(v, str) else v for k, v in DOTENV.items()}),
         ("slot_pool", slot_ops()),
+        ("vault_json", {k: v.encode() if isinstance(v, str) else v for k, v in VAULT_JSON.items()}),
     ):
         out = CORPUS / target
         shutil.rmtree(out, ignore_errors=True)

@@ -95,7 +95,7 @@ class VaultToken(VaultAuth):
     bytes/str (copied into a cell, wiped when the store closes)."""
 
     def __init__(self, token: Secret) -> None:
-        self._token, self._owned = _cell(token, "VaultToken(token)")
+        self._token, _ = _cell(token, "VaultToken(token)")
 
     def login(self, client: VaultClient, timeout: float) -> tuple[CypherCell, tuple[int, bool] | None, bool]:
         return self._token, None, False
@@ -316,10 +316,12 @@ class Vault(Provider):
             return {key: loaded[key] for key in keys if key in loaded}
 
     def close(self) -> None:
-        """Wipes the replies' bodies; their leases stay held (renewed, and
-        revoked with ``revoke_on_close``) until `release`."""
+        """Wipes the replies' bodies and drops the connections (their
+        buffers held the replies; freed, they are zeroed). The leases stay
+        held (renewed, and revoked with ``revoke_on_close``) until `release`."""
         replies, self._replies = self._replies, None
         self._fields = []
+        self._client = None
         for reply in replies or ():
             if self._leases is not None:
                 self._leases.add(reply)

@@ -1,5 +1,6 @@
 //! `Keeper`: the leases a store holds and the token it holds them with,
-//! renewed on a thread of their own (no Python) before they run out.
+//! renewed before they run out by one thread for the whole process (no
+//! Python), however many stores are open.
 //!
 //! A lease is renewed at two thirds of its duration, asking for its first
 //! duration again; the cells made from it get the new end as their
@@ -8,19 +9,20 @@
 //! When a renewal fails, or the server grants less than a second (the
 //! lease's max TTL), renewing stops and the cells expire at the lease's
 //! end. A token obtained by login is renewed the same way
-//! (`auth/token/renew-self`). `stop` ends the thread, then revokes the
+//! (`auth/token/renew-self`). `stop` ends the renewals, then revokes the
 //! leases (if asked) and the login token.
 //!
-//! Each round of requests uses a client of its own, dropped at once: no
-//! pooled connection keeps a reply (a renewed token) in its buffer.
+//! Each round (every job of one keeper that is due) uses a client of its
+//! own, dropped at once: no pooled connection keeps a reply (a renewed
+//! token) in its buffer.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::http::{Client, Config, HttpError, Method, Request};
 use super::reply::{json_body, BodyValue, Reply};
 use crate::cell::Cell;
+use crate::memory::PerProcess;
 
 /// A failed renewal is tried again after this long (or sooner, at a third
 /// of the time left).
@@ -61,15 +63,46 @@ struct State {
     login: Option<TokenLease>,
     leases: Vec<Lease>,
     stop: bool,
-    thread: Option<JoinHandle<()>>,
+    /// A renewal round of this keeper is under way (`stop` waits for it).
+    busy: bool,
     renewals: u64,
 }
 
 struct Shared {
     state: Mutex<State>,
-    wake: Condvar,
+    /// Signalled when a round ends (`busy` goes false).
+    idle: Condvar,
     config: Config,
     timeout: Duration,
+}
+
+/// The one renewal thread's list of keepers, and how it is woken.
+#[derive(Default)]
+struct Renewer {
+    keepers: Mutex<Roster>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct Roster {
+    keepers: Vec<Weak<Shared>>,
+    /// Bumped by every change the thread must see (a lease added, a stop):
+    /// a change made while it was scanning keeps it from sleeping.
+    changes: u64,
+    started: bool,
+}
+
+// Per process: a forked child starts its own thread when it needs one.
+static RENEWER: PerProcess<Renewer> = PerProcess::new(Renewer::default);
+
+fn roster(r: &Renewer) -> MutexGuard<'_, Roster> {
+    r.keepers.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn nudge() {
+    let r = RENEWER.get();
+    roster(r).changes += 1;
+    r.wake.notify_all();
 }
 
 pub struct Keeper {
@@ -85,12 +118,16 @@ enum Job {
     Token(u64),
 }
 
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Keeper {
     pub fn new(config: Config, timeout: Duration) -> Keeper {
         Keeper {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
-                wake: Condvar::new(),
+                idle: Condvar::new(),
                 config,
                 timeout,
             }),
@@ -98,7 +135,7 @@ impl Keeper {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.shared)
     }
 
     /// The token requests are made with; `login`: `(lease duration,
@@ -117,7 +154,7 @@ impl Keeper {
             }
         });
         drop(s);
-        self.shared.wake.notify_all();
+        nudge();
     }
 
     /// Registers a lease and the cells made from it.
@@ -139,21 +176,27 @@ impl Keeper {
             cells,
         };
         self.state().leases.push(lease);
-        self.shared.wake.notify_all();
+        nudge();
     }
 
-    /// Starts the renewal thread (once).
+    /// Hands this keeper to the renewal thread (started on first use).
     pub fn start(&self) -> std::io::Result<()> {
-        let mut s = self.state();
-        if s.thread.is_some() || s.stop {
+        if self.state().stop {
             return Ok(());
         }
-        let shared = self.shared.clone();
-        s.thread = Some(
+        let r = RENEWER.get();
+        let mut roster = roster(r);
+        if !roster.started {
             std::thread::Builder::new()
                 .name("cypher-cell-vault-leases".into())
-                .spawn(move || run(&shared))?,
-        );
+                .spawn(move || run(r))?;
+            roster.started = true;
+        }
+        roster.keepers.retain(|k| k.strong_count() > 0);
+        roster.keepers.push(Arc::downgrade(&self.shared));
+        roster.changes += 1;
+        drop(roster);
+        r.wake.notify_all();
         Ok(())
     }
 
@@ -171,20 +214,16 @@ impl Keeper {
             .collect()
     }
 
-    /// Stops renewing; revokes every lease if `revoke_leases`, and the
-    /// login token if there is one (then wipes it). Returns what failed.
+    /// Stops renewing (waiting for a round under way); revokes every lease
+    /// if `revoke_leases`, and the login token if there is one (then wipes
+    /// it). Returns what failed.
     pub fn stop(&self, revoke_leases: bool) -> Vec<String> {
-        let thread = {
-            let mut s = self.state();
-            s.stop = true;
-            s.thread.take()
-        };
-        self.shared.wake.notify_all();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
         let (token, login, leases) = {
             let mut s = self.state();
+            s.stop = true;
+            while s.busy {
+                s = self.shared.idle.wait(s).unwrap_or_else(|e| e.into_inner());
+            }
             let leases: Vec<String> = if revoke_leases {
                 s.leases.drain(..).map(|l| l.id).collect()
             } else {
@@ -193,6 +232,7 @@ impl Keeper {
             };
             (s.token.take(), s.login.take(), leases)
         };
+        nudge();
         let Some(token) = token else {
             return Vec::new();
         };
@@ -228,16 +268,9 @@ impl Keeper {
 
 impl Drop for Keeper {
     fn drop(&mut self) {
-        // Only the thread: revoking is `stop`'s, which the owner calls.
-        let thread = {
-            let mut s = self.state();
-            s.stop = true;
-            s.thread.take()
-        };
-        self.shared.wake.notify_all();
-        if let Some(t) = thread {
-            let _ = t.join();
-        }
+        // No more renewals; revoking is `stop`'s, which the owner calls.
+        self.state().stop = true;
+        nudge();
     }
 }
 
@@ -297,80 +330,111 @@ fn call(
     }
 }
 
-fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The next job due, or when one will be.
-fn next_job(s: &State, now: Instant) -> (Option<Job>, Option<Instant>) {
+/// The jobs of one keeper that are due (or will be within `SLACK`, so that
+/// leases granted together are renewed in one round), or when the next is.
+fn due_jobs(s: &State, now: Instant) -> (Vec<Job>, Option<Instant>) {
+    const SLACK: Duration = Duration::from_millis(500);
+    let mut jobs = Vec::new();
     let mut soonest: Option<Instant> = None;
-    if let Some(t) = &s.login {
-        if t.renewable {
-            if t.renew_at <= now {
-                return (Some(Job::Token(t.increment)), None);
-            }
-            soonest = Some(t.renew_at);
+    let mut consider = |at: Instant, job: Job| {
+        if at <= now + SLACK {
+            jobs.push(job);
+        } else {
+            soonest = Some(soonest.map_or(at, |s: Instant| s.min(at)));
         }
+    };
+    if let Some(t) = s.login.as_ref().filter(|t| t.renewable) {
+        consider(t.renew_at, Job::Token(t.increment));
     }
     for l in s.leases.iter().filter(|l| l.renewable && l.live()) {
-        if l.renew_at <= now {
-            return (Some(Job::Lease(l.id.clone(), l.increment)), None);
-        }
-        soonest = Some(soonest.map_or(l.renew_at, |s| s.min(l.renew_at)));
+        consider(l.renew_at, Job::Lease(l.id.clone(), l.increment));
     }
-    (None, soonest)
+    (jobs, soonest)
 }
 
-fn run(shared: &Shared) {
-    let mut s = lock(shared);
+/// The renewal thread: each keeper's due jobs in a round of their own, then
+/// sleep until the next is due or something changes.
+fn run(r: &'static Renewer) {
     loop {
-        if s.stop {
-            return;
-        }
-        let now = Instant::now();
-        let (job, soonest) = next_job(&s, now);
-        let Some(job) = job else {
-            s = match soonest {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(now);
-                    shared
-                        .wake
-                        .wait_timeout(s, wait)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|e| e.into_inner().0)
-                }
-                None => shared.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
+        let seen = roster(r).changes;
+        let keepers: Vec<Arc<Shared>> = {
+            let mut roster = roster(r);
+            roster
+                .keepers
+                .retain(|k| k.upgrade().is_some_and(|k| !lock(&k).stop));
+            roster.keepers.iter().filter_map(Weak::upgrade).collect()
+        };
+        let mut soonest: Option<Instant> = None;
+        for keeper in &keepers {
+            let next = round(keeper);
+            soonest = match (soonest, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
+        }
+        drop(keepers);
+        let roster = roster(r);
+        if roster.changes != seen {
             continue;
-        };
-        let Some(token) = s.token.clone() else {
-            return;
-        };
-        drop(s);
-        let deadline = Instant::now() + shared.timeout;
-        let result = Client::new(&shared.config)
-            .map_err(|e| describe(&e))
-            .and_then(|client| match &job {
+        }
+        // A poisoned lock only means a panic elsewhere: carry on.
+        match soonest {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                drop(r.wake.wait_timeout(roster, wait));
+            }
+            None => drop(r.wake.wait(roster)),
+        }
+    }
+}
+
+/// Runs one keeper's due jobs; returns when its next job is due.
+fn round(shared: &Shared) -> Option<Instant> {
+    let (jobs, token) = {
+        let mut s = lock(shared);
+        if s.stop {
+            return None;
+        }
+        let (jobs, soonest) = due_jobs(&s, Instant::now());
+        if jobs.is_empty() {
+            return soonest;
+        }
+        let token = s.token.clone()?;
+        s.busy = true;
+        (jobs, token)
+    };
+    let deadline = Instant::now() + shared.timeout;
+    let client = Client::new(&shared.config).map_err(|e| describe(&e));
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in &jobs {
+        let result = client
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|client| match job {
                 Job::Lease(id, inc) => {
                     let inc = inc.to_string();
                     let body = [
                         ("lease_id", BodyValue::Text(id)),
                         ("increment", BodyValue::Text(&inc)),
                     ];
-                    call(&client, &token, "sys/leases/renew", &body, deadline)
+                    call(client, &token, "sys/leases/renew", &body, deadline)
                         .map(|r| (r.lease_duration, r.renewable))
                 }
                 Job::Token(inc) => {
                     let inc = format!("{inc}s");
                     let body = [("increment", BodyValue::Text(&inc))];
-                    call(&client, &token, "auth/token/renew-self", &body, deadline).map(|r| {
+                    call(client, &token, "auth/token/renew-self", &body, deadline).map(|r| {
                         r.auth
                             .map_or((0, false), |a| (a.lease_duration, a.renewable))
                     })
                 }
             });
-        s = lock(shared);
-        let now = Instant::now();
+        results.push(result);
+    }
+    drop(client);
+    let mut s = lock(shared);
+    let now = Instant::now();
+    for (job, result) in jobs.into_iter().zip(&results) {
         match job {
             Job::Token(_) => {
                 if let Some(t) = s.login.as_mut() {
@@ -378,21 +442,20 @@ fn run(shared: &Shared) {
                         &mut t.renewable,
                         &mut t.renew_at,
                         &mut t.expires,
-                        &result,
+                        result,
                         now,
                     );
                 }
             }
             Job::Lease(id, _) => {
                 if let Some(l) = s.leases.iter_mut().find(|l| l.id == id) {
-                    let moved = renewed(
+                    if renewed(
                         &mut l.renewable,
                         &mut l.renew_at,
                         &mut l.expires,
-                        &result,
+                        result,
                         now,
-                    );
-                    if moved {
+                    ) {
                         for (cell, cap) in &l.cells {
                             if let Some(cell) = cell.upgrade() {
                                 let at = cap.map_or(l.expires, |c| c.min(l.expires));
@@ -409,6 +472,10 @@ fn run(shared: &Shared) {
             s.renewals += 1;
         }
     }
+    s.busy = false;
+    shared.idle.notify_all();
+    let (_, soonest) = due_jobs(&s, now);
+    soonest
 }
 
 /// Updates a lease after a renewal attempt; true if its end moved.
