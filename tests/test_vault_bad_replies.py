@@ -16,7 +16,6 @@ from collections.abc import Iterator
 import pytest
 from support.child import start_child
 from support.fake_vault import FakeVault, Reply, body, http_response, kv_reply, silent, streamed
-from support.openbao import free_port
 from support.procfs import status_kib
 
 MIB = 1 << 20
@@ -167,13 +166,5 @@ def test_a_server_that_never_answers_fails_within_the_timeout(serve: list[FakeVa
     finally:
         hold.set()
     assert_provider_error(report, server.address)
-    assert "ProviderUnavailableError" in report["mro"]  # type: ignore[operator]
-    assert float(report["seconds"]) < 1.5 + 1.0, f"took {report['seconds']:.2f} s with timeout=1.5"  # type: ignore[str-format]
-
-
-def test_refused_connections_fail_within_the_timeout_naming_every_address() -> None:
-    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
-    report, _ = run_load(",".join(urls), timeout=1.5)
-    assert_provider_error(report, *urls)
     assert "ProviderUnavailableError" in report["mro"]  # type: ignore[operator]
     assert float(report["seconds"]) < 1.5 + 1.0, f"took {report['seconds']:.2f} s with timeout=1.5"  # type: ignore[str-format]

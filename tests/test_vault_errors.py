@@ -1,7 +1,8 @@
-"""Errors name things, never values: a missing path, a sealed node, a
-server error, a TLS failure. Real servers (support.openbao) where a real
-server can give the condition (a sealed one is started here, apart from the
-shared ones), the fake (support.fake_vault) for a 5xx that passes.
+"""A sealed node and server errors (5xx): tried elsewhere or again with
+backoff, within `timeout`, then named. A real sealed server (started here,
+apart from the shared ones) and the fake (support.fake_vault) for a 5xx
+that passes. (A missing path, refused connections and TLS failures:
+test_vault.py.)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 from support.fake_vault import FakeVault, body, http_response, kv_reply
 from support.openbao import OpenBao, start_dev_server
 
-from cypher_cell import ProviderError, ProviderUnavailableError, load_secrets
+from cypher_cell import ProviderUnavailableError, load_secrets
 from cypher_cell.providers import Provider
 
 
@@ -38,15 +39,6 @@ def sealed() -> Iterator[OpenBao]:
         yield server
     finally:
         server.stop()
-
-
-def test_a_missing_path_is_an_error_naming_it(openbao: OpenBao) -> None:
-    openbao.kv_put("errors/present", {"P": "1"})
-    paths = ("secret/errors/present", "secret/errors/absent")
-    with pytest.raises(ProviderError) as info:
-        load_secrets(vault(*paths, url=openbao.address, token=openbao.root_token))
-    assert not isinstance(info.value, ProviderUnavailableError)
-    assert "secret/errors/absent" in str(info.value)
 
 
 def test_a_sealed_node_is_skipped_for_the_next_address(sealed: OpenBao, openbao: OpenBao) -> None:
@@ -106,15 +98,3 @@ def test_a_5xx_that_lasts_is_unavailable_within_the_timeout_naming_the_address()
     assert server.address in str(info.value)
     assert len(served) >= 2, "not retried"
     assert elapsed < 1.5 + 1.0, f"took {elapsed:.2f} s with timeout=1.5"
-
-
-def test_a_tls_failure_says_so(openbao_tls: OpenBao, monkeypatch: pytest.MonkeyPatch) -> None:
-    # No CA given (and none from the environment): the dev server's own CA
-    # is in no trust store.
-    monkeypatch.delenv("BAO_CACERT", raising=False)
-    monkeypatch.delenv("VAULT_CACERT", raising=False)
-    with pytest.raises(ProviderError) as info:
-        load_secrets(vault("secret/app", url=openbao_tls.address, token=openbao_tls.root_token, timeout=3.0))
-    message = str(info.value)
-    assert "TLS" in message or "certificate" in message.lower(), message
-    assert openbao_tls.address.removeprefix("https://") in message, message
