@@ -24,6 +24,8 @@ MIB = 1 << 20
 #: in argv[2]; reports the outcome (field values here are test data, not
 #: secrets: the non-string test compares them), VmRSS before and the time.
 LOAD = """
+import signal
+signal.alarm(int(float(sys.argv[2])) + 60)  # a load that never returns kills the child, not the run
 from cypher_cell import load_secrets
 from cypher_cell.providers import Vault, VaultToken
 from support.procfs import status_kib
@@ -43,6 +45,7 @@ else:
     small = {k: store[k].reveal().decode() for k in store if sizes[k] < 4096}
     outcome = {"values": small, "sizes": sizes}
     store.close()
+signal.alarm(0)
 report(rss_kib=rss, seconds=time.monotonic() - started, **outcome)
 hold()
 """
