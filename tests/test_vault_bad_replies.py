@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.child import start_child
-from support.fake_vault import FakeVault, Reply, body, http_response, kv_reply, silent, streamed
+from support.fake_vault import FakeVault, Reply, body, chunked, http_response, kv_reply, silent, streamed
 from support.procfs import status_kib
 
 MIB = 1 << 20
@@ -109,9 +109,12 @@ def test_a_content_length_of_2_gb_is_refused_with_bounded_memory(serve: list[Fak
     assert grown < 160, f"peak memory grew by {grown} MiB for a body announced as 2 GiB"
 
 
-def test_a_100_mb_json_is_bounded(serve: list[FakeVault]) -> None:
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_100_mb_json_is_bounded(serve: list[FakeVault], framing: str) -> None:
+    # Chunked, the size is known only by reading: the limit must hold while reading.
     size = 100 * MIB
-    server = fake(serve, body(b'{"lease_duration":0,"data":{"BIG":"' + b"y" * size + b'"}}'))
+    data = b'{"lease_duration":0,"data":{"BIG":"' + b"y" * size + b'"}}'
+    server = fake(serve, body(data) if framing == "content-length" else chunked(data))
     report, peak = run_load(server.address, timeout=30.0)
     grown = (peak - int(report["rss_kib"])) // 1024  # type: ignore[call-overload]
     if "error" in report:
