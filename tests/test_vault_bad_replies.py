@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from support.child import start_child
-from support.fake_vault import FakeVault, Reply, body, http_response, kv_reply, silent, streamed
-from support.openbao import free_port
+from support.fake_vault import FakeVault, Reply, body, chunked, http_response, kv_reply, silent, streamed
 from support.procfs import status_kib
 
 MIB = 1 << 20
@@ -25,6 +24,8 @@ MIB = 1 << 20
 #: in argv[2]; reports the outcome (field values here are test data, not
 #: secrets: the non-string test compares them), VmRSS before and the time.
 LOAD = """
+import signal
+signal.alarm(int(float(sys.argv[2])) + 60)  # a load that never returns kills the child, not the run
 from cypher_cell import load_secrets
 from cypher_cell.providers import Vault, VaultToken
 from support.procfs import status_kib
@@ -44,6 +45,7 @@ else:
     small = {k: store[k].reveal().decode() for k in store if sizes[k] < 4096}
     outcome = {"values": small, "sizes": sizes}
     store.close()
+signal.alarm(0)
 report(rss_kib=rss, seconds=time.monotonic() - started, **outcome)
 hold()
 """
@@ -107,9 +109,12 @@ def test_a_content_length_of_2_gb_is_refused_with_bounded_memory(serve: list[Fak
     assert grown < 160, f"peak memory grew by {grown} MiB for a body announced as 2 GiB"
 
 
-def test_a_100_mb_json_is_bounded(serve: list[FakeVault]) -> None:
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_100_mb_json_is_bounded(serve: list[FakeVault], framing: str) -> None:
+    # Chunked, the size is known only by reading: the limit must hold while reading.
     size = 100 * MIB
-    server = fake(serve, body(b'{"lease_duration":0,"data":{"BIG":"' + b"y" * size + b'"}}'))
+    data = b'{"lease_duration":0,"data":{"BIG":"' + b"y" * size + b'"}}'
+    server = fake(serve, body(data) if framing == "content-length" else chunked(data))
     report, peak = run_load(server.address, timeout=30.0)
     grown = (peak - int(report["rss_kib"])) // 1024  # type: ignore[call-overload]
     if "error" in report:
@@ -167,13 +172,5 @@ def test_a_server_that_never_answers_fails_within_the_timeout(serve: list[FakeVa
     finally:
         hold.set()
     assert_provider_error(report, server.address)
-    assert "ProviderUnavailableError" in report["mro"]  # type: ignore[operator]
-    assert float(report["seconds"]) < 1.5 + 1.0, f"took {report['seconds']:.2f} s with timeout=1.5"  # type: ignore[str-format]
-
-
-def test_refused_connections_fail_within_the_timeout_naming_every_address() -> None:
-    urls = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
-    report, _ = run_load(",".join(urls), timeout=1.5)
-    assert_provider_error(report, *urls)
     assert "ProviderUnavailableError" in report["mro"]  # type: ignore[operator]
     assert float(report["seconds"]) < 1.5 + 1.0, f"took {report['seconds']:.2f} s with timeout=1.5"  # type: ignore[str-format]

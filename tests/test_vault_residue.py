@@ -44,6 +44,20 @@ del client
 gc.collect()
 """
 
+#: Two paths, the second missing: the load fails, and the cells already
+#: made from the first are wiped (all or nothing).
+FAILED = """
+from cypher_cell import ProviderError, load_secrets
+from cypher_cell.providers import Vault
+try:
+    load_secrets(Vault(sys.argv[1], sys.argv[1] + "-absent", ca_file=sys.argv[2] or None))
+except ProviderError as exc:
+    assert "-absent" in str(exc)
+else:
+    raise AssertionError("the load did not fail")
+gc.collect()
+"""
+
 NOTHING = """
 from cypher_cell.providers import Vault
 """
@@ -90,3 +104,7 @@ def test_reading_through_vault_leaves_no_copy(server: OpenBao, capsys: pytest.Ca
     with capsys.disabled():
         print(f"\n[vault residue, {scheme}] copies after closing/dropping: Vault {ours}, hvac {theirs}")
     assert ours == [0] * runs
+
+
+def test_a_load_that_fails_on_a_later_path_leaves_no_copy(server: OpenBao) -> None:
+    assert copies_left(server, FAILED) == 0

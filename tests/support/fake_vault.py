@@ -76,6 +76,26 @@ def streamed(head: bytes, chunk: bytes, total: int) -> Reply:
     return reply
 
 
+def chunked(data: bytes, chunk: int = 1 << 20) -> Reply:
+    """`data` with ``Transfer-Encoding: chunked`` (no Content-Length: the
+    client learns the size only by reading), until the client hangs up."""
+
+    def reply(conn: socket.socket) -> None:
+        head = (
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        with contextlib.suppress(OSError):
+            conn.sendall(head.encode())
+            view = memoryview(data)
+            for at in range(0, len(data), chunk):
+                piece = view[at : at + chunk]
+                conn.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            conn.sendall(b"0\r\n\r\n")
+
+    return reply
+
+
 def silent(hold: threading.Event) -> Reply:
     """Accepts the request and never answers (until the server stops)."""
 
