@@ -122,6 +122,17 @@ def test_several_paths_the_first_with_a_field_wins_and_keys_map_fields(
     assert same, "DB_PASSWORD: value differs"
 
 
+def test_a_path_with_spaces_and_symbols_is_read_as_the_cli_reads_it(
+    openbao: OpenBao, stores: list[SecretStore]
+) -> None:
+    path, secret = f"{name()} with space?#é", value()
+    openbao.kv_put(path, {"A": secret})
+    store = load_secrets(vault(openbao, f"secret/{path}", timeout=3.0))
+    stores.append(store)
+    same = store["A"] == secret.encode()
+    assert same, "A: value differs"
+
+
 def test_a_missing_path_is_an_error_naming_it(openbao: OpenBao) -> None:
     present = name()
     openbao.kv_put(present, {"A": value()})
