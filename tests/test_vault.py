@@ -400,6 +400,24 @@ def test_one_renewal_thread_serves_every_open_store(openbao: OpenBao, stores: li
     assert renewal_threads() == 1
 
 
+EXIT_WITHOUT_CLOSING = """
+from cypher_cell import load_secrets
+from cypher_cell.providers import Vault
+store = load_secrets(Vault("pki-revoke/issue/web", params={"common_name": "exit.example.test"}, revoke_on_close=True))
+report(keys=sorted(store))
+"""
+
+
+def test_revoke_on_close_holds_at_interpreter_exit(pki: OpenBao) -> None:
+    """A store left open when the interpreter exits is released as its
+    close() would have: with revoke_on_close its leases are revoked."""
+    before = set(pki.leases("pki-revoke/issue/web/"))
+    env = {"BAO_ADDR": pki.address, "BAO_TOKEN": pki.root_token}
+    r = run_child(EXIT_WITHOUT_CLOSING, env=env)
+    assert "private_key" in r["keys"]  # type: ignore[operator]
+    assert set(pki.leases("pki-revoke/issue/web/")) - before == set()
+
+
 def test_cli_show_vault_lists_keys_and_sources_without_values(
     openbao: OpenBao, capsys: pytest.CaptureFixture[str]
 ) -> None:
