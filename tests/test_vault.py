@@ -403,7 +403,8 @@ def test_one_renewal_thread_serves_every_open_store(openbao: OpenBao, stores: li
 EXIT_WITHOUT_CLOSING = """
 from cypher_cell import load_secrets
 from cypher_cell.providers import Vault
-store = load_secrets(Vault("pki-revoke/issue/web", params={"common_name": "exit.example.test"}, revoke_on_close=True))
+vault = Vault("pki-revoke/issue/web", params={"common_name": "exit.example.test"}, revoke_on_close=True)
+store = load_secrets(vault)
 report(keys=sorted(store))
 """
 
