@@ -4,7 +4,7 @@ One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry) and
-native/py/dotenv_file.rs (DotenvFile). Argument checks shared by every
+native/py/dotenv_file.rs (DotenvFile), native/py/run.rs (spawn_with_secrets). Argument checks shared by every
 constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 """
 
@@ -19,6 +19,7 @@ __all__ = [
     "DotenvFile",
     "Entry",
     "Exposure",
+    "SPAWN_PTY",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -32,6 +33,7 @@ __all__ = [
     "prompt_cell",
     "read_file_cell_at",
     "scrub_environ",
+    "spawn_with_secrets",
     "stray_entry",
     "wipe_entries",
 ]
@@ -134,6 +136,19 @@ def read_file_cell_at(
     protection: _Protection = "auto",
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
+
+# native/py/run.rs: `cypher-cell run`'s child, its environment built in locked memory.
+SPAWN_PTY: int
+
+def spawn_with_secrets(
+    argv: list[bytes],
+    inherited: list[bytes],
+    secrets: list[tuple[str, CypherCell]],
+    *,
+    stdio: tuple[int | None, int | None, int | None],
+    pty: bytes | None = None,
+    default_signals: list[int] = ...,
+) -> int: ...
 
 # native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final

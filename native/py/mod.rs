@@ -13,4 +13,5 @@ pub(crate) mod environ;
 pub(crate) mod faults;
 pub(crate) mod options;
 pub(crate) mod prompt;
+pub(crate) mod run;
 pub(crate) mod secrets_file;
