@@ -15,11 +15,11 @@ from typing import Literal, NoReturn, final
 from typing_extensions import Buffer
 
 __all__ = [
+    "SPAWN_PTY",
     "CypherCell",
     "DotenvFile",
     "Entry",
     "Exposure",
-    "SPAWN_PTY",
     "__version__",
     "_fault_arm",
     "_fault_calls",
