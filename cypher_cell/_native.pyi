@@ -3,14 +3,15 @@
 One section per file of the PyO3 layer: native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
-native/py/secrets_file.rs, native/py/entry.rs (Entry) and
-native/py/dotenv_file.rs (DotenvFile), native/py/run.rs (spawn_with_secrets). Argument checks shared by every
+native/py/secrets_file.rs, native/py/entry.rs (Entry),
+native/py/dotenv_file.rs (DotenvFile), native/py/redact.rs (redact,
+RedactStream) and native/py/run.rs (spawn_with_secrets). Argument checks shared by every
 constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 """
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Literal, NoReturn, final
+from typing import Literal, NoReturn, final, overload
 
 from typing_extensions import Buffer
 
@@ -20,6 +21,7 @@ __all__ = [
     "DotenvFile",
     "Entry",
     "Exposure",
+    "RedactStream",
     "__version__",
     "_fault_arm",
     "_fault_calls",
@@ -32,6 +34,7 @@ __all__ = [
     "is_plain_name",
     "prompt_cell",
     "read_file_cell_at",
+    "redact",
     "scrub_environ",
     "spawn_with_secrets",
     "stray_entry",
@@ -214,3 +217,18 @@ class DotenvFile:
         tb: TracebackType | None,
         /,
     ) -> bool: ...
+
+# native/py/redact.rs: value-based redaction of every live cell (and its encoded forms).
+@overload
+def redact(data: str) -> str: ...
+@overload
+def redact(data: bytes) -> bytes: ...
+@overload
+def redact(data: bytearray) -> bytearray: ...
+@final
+class RedactStream:
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> bytes: ...
+    def pending(self) -> bool: ...
+    def flush(self) -> bytes: ...
+    def finish(self) -> bytes: ...

@@ -26,26 +26,8 @@ import tty
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cypher_cell._native import SPAWN_PTY, spawn_with_secrets
+from cypher_cell._native import SPAWN_PTY, RedactStream, spawn_with_secrets
 from cypher_cell.store import SecretStore
-
-try:  # DEVELOPMENT STAND-IN until branch `redact` lands: must not remain
-    from cypher_cell._native import RedactStream  # type: ignore[attr-defined]
-except ImportError:
-
-    class RedactStream:  # type: ignore[no-redef]
-        def feed(self, data: bytes) -> bytes:
-            return data
-
-        def pending(self) -> bool:
-            return False
-
-        def flush(self) -> bytes:
-            return b""
-
-        def finish(self) -> bytes:
-            return b""
-
 
 #: The signals passed on to the child.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)

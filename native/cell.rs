@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::memory::{AllocError, PerProcess, SecretBuf, Tier, TierRequest};
 use crate::reaper;
+use crate::redact;
 use crate::sys::fork_generation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +42,8 @@ struct State {
     status: Status,
     /// Open `with cell.expose()` blocks; the reaper waits for them.
     pins: u32,
+    /// The secret's place in the redaction registry while it is live.
+    mask: Option<redact::Registration>,
 }
 
 impl State {
@@ -50,6 +53,7 @@ impl State {
         if self.status == Status::Live {
             self.status = status;
         }
+        self.mask = None;
         if let Some(buf) = &self.buf {
             buf.zeroize();
         }
@@ -102,6 +106,7 @@ impl Cell {
                 buf: Some(Arc::new(buf)),
                 status: Status::Live,
                 pins: 0,
+                mask: None,
             }),
             volatile,
             deadline,
@@ -112,7 +117,23 @@ impl Cell {
         if let Some(deadline) = deadline {
             reaper::schedule(deadline, Arc::downgrade(&cell)).map_err(CreateError::Reaper)?;
         }
+        if redact::enabled() {
+            cell.mask();
+        }
         Ok(Created { cell, degraded })
+    }
+
+    /// Joins the redaction registry (once, while live).
+    fn mask(&self) {
+        if !self.is_current() {
+            return;
+        }
+        let mut state = self.state();
+        if state.status == Status::Live && state.mask.is_none() {
+            if let Some(buf) = &state.buf {
+                state.mask = buf.with_bytes(|b| redact::register(b, self.tier));
+            }
+        }
     }
 
     fn is_current(&self) -> bool {
@@ -295,6 +316,24 @@ pub fn wipe_all() -> usize {
         cell.wipe();
     }
     wiped
+}
+
+/// Turns redaction on: from now on every live cell, and each new one, is
+/// in the redaction registry until it leaves `Live`.
+/// Concurrent first callers wait until the cells already live are in.
+pub fn enable_redaction() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The flag first: a cell created from now on registers itself; one
+        // created before is in the list below (both is harmless: `mask`
+        // registers once).
+        redact::enable();
+        let cells: Vec<Weak<Cell>> = registry().cells.iter().flatten().cloned().collect();
+        cells
+            .iter()
+            .filter_map(Weak::upgrade)
+            .for_each(|c| c.mask());
+    });
 }
 
 pub fn live_count() -> usize {

@@ -169,11 +169,13 @@ impl CypherCell {
         self.cell.peek(|b| b.len())
     }
 
-    /// Copies the secret into `dest`, guarded memory of the caller's (a
-    /// read: a volatile cell is burned). False, nothing copied, when the
-    /// length differs.
-    pub(crate) fn read_into(&self, dest: &mut [u8]) -> Result<bool, crate::cell::ReadRefused> {
-        self.cell.read(|b| {
+    /// Copies the secret into `dest`, guarded memory of the caller's, as a
+    /// peek: a volatile cell stays live (and so stays masked: `cypher-cell
+    /// run` copies each value once, into its child's environment, and wipes
+    /// them all when the child ends). False, nothing copied, when the length
+    /// differs.
+    pub(crate) fn peek_into(&self, dest: &mut [u8]) -> Result<bool, crate::cell::ReadRefused> {
+        self.cell.peek(|b| {
             let same = b.len() == dest.len();
             if same {
                 dest.copy_from_slice(b);

@@ -13,5 +13,6 @@ pub(crate) mod environ;
 pub(crate) mod faults;
 pub(crate) mod options;
 pub(crate) mod prompt;
+pub(crate) mod redact;
 pub(crate) mod run;
 pub(crate) mod secrets_file;

@@ -111,7 +111,7 @@ fn spawn_with_secrets(
             put(dest, name.as_bytes(), &mut at);
             put(dest, b"=", &mut at);
             let value = &mut dest[at..at + len];
-            let copied = cell.get().read_into(value).map_err(|e| refused(name, e))?;
+            let copied = cell.get().peek_into(value).map_err(|e| refused(name, e))?;
             if !copied {
                 return Err(
                     Error::Value(format!("secret {name} changed while it was read")).into(),
