@@ -211,11 +211,16 @@ def test_output_passes_at_once_and_a_held_part_is_released_after_about_50_ms(tmp
     """
     proc = start(run_args("--env-file", str(path), code=code))
     assert proc.stdout is not None
+    fd = proc.stdout.fileno()
     try:
-        first = read_until(proc.stdout.fileno(), b"plain line\n", timeout=2.5)
+        first = read_until(fd, b"plain line\n", timeout=2.5)
         assert first == b"plain line\n", "plain output was held back"
-        second = read_until(proc.stdout.fileno(), REDACTED, timeout=2.5)
-        assert_output(second, b"held:" + REDACTED)  # within 2.5 s of the 3 s pause
+        held = read_until(fd, b"held:", timeout=10)
+        since = time.monotonic()
+        held += read_until(fd, REDACTED, timeout=2.5)
+        waited = time.monotonic() - since
+        assert_output(held, b"held:" + REDACTED)
+        assert waited < 1.0  # about FLUSH_AFTER, and well before the child's next write
         rest = proc.stdout.read()
     finally:
         proc.kill()
@@ -340,7 +345,7 @@ TTY_CHILD = """
     signal.signal(signal.SIGWINCH, lambda s, f: got.append(os.get_terminal_size(1)))
     print(json.dumps({"isatty": [os.isatty(i) for i in range(3)], "size": [size.columns, size.lines],
                       "colour": "\\x1b[31mred\\x1b[0m"}), flush=True)
-    os.write(1, b"secret: " + v + b"\\r\\n")
+    os.write(1, b"secret: " + v + b"\\n")  # the pty's ONLCR makes it \\r\\n
     line = sys.stdin.readline()
     end = time.monotonic() + 20
     while not got and time.monotonic() < end:
@@ -355,12 +360,12 @@ def test_a_terminal_gives_the_child_a_pty_with_size_input_and_sigwinch(tmp_path:
     path = env_file(tmp_path, CCRUN_TOKEN=secret)
     with on_a_terminal(run_args("--env-file", str(path), code=TTY_CHILD)) as (proc, master, slave):
         before = termios.tcgetattr(slave)
-        out = read_until(master, b"\r\n", timeout=20)
-        first = json.loads(out.split(b"\r\n")[0])
+        out = read_until(master, REDACTED + b"\r\n", timeout=20)
+        report, _, shown = out.partition(b"\r\n")
+        first = json.loads(report)
         assert first["isatty"] == [True, True, True]
         assert first["size"] == [101, 37]
         assert first["colour"] == "\x1b[31mred\x1b[0m"
-        shown = read_until(master, b"\r\n", timeout=10)
         assert_output(shown, b"secret: " + REDACTED + b"\r\n")
         # Our terminal is raw while the child runs (its pty does the line editing).
         lflag = termios.tcgetattr(slave)[3]
@@ -509,19 +514,41 @@ def test_a_child_closing_stdout_early_ends_cleanly(tmp_path: Path) -> None:
 # -- residue ------------------------------------------------------------------------------
 
 
-def test_run_keeps_no_readable_copy_of_a_value_once_the_child_has_started(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "prints",
+    [
+        False,
+        pytest.param(
+            True,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known residue: a printed value stays in run's heap, in the bytes os.read returns "
+                "(freed, not zeroed) and in RedactStream's held buffer (a plain Vec; drain and growth "
+                "leave copies): the output path is not yet in locked memory",
+            ),
+        ),
+    ],
+)
+def test_run_keeps_no_readable_copy_of_a_value_once_the_child_has_started(tmp_path: Path, prints: bool) -> None:
+    """Scanned while the child runs: the environment block is zeroed, the
+    cells are in secretmem (or locked and not readable as plain text), and
+    a value the child printed, masked on its way through, leaves no copy."""
     secret = random_secret()
     path = env_file(tmp_path, CCRUN_TOKEN=secret)
-    code = """
+    code = f"""
         import hashlib, os, sys
-        os.write(1, hashlib.sha256(os.environb[b"CCRUN_TOKEN"]).hexdigest().encode() + b"\\n")
+        v = os.environb[b"CCRUN_TOKEN"]
+        if {prints}:
+            os.write(1, b"value: " + v + b" and again " + v + b"\\n")
+        os.write(1, hashlib.sha256(v).hexdigest().encode() + b"\\n")
         sys.stdin.read()
     """
     proc = start(run_args("--env-file", str(path), code=code), stdin=subprocess.PIPE)
     assert proc.stdout is not None and proc.stdin is not None
     try:
-        line = read_until(proc.stdout.fileno(), b"\n")
-        assert line.strip().decode() == sha(secret), "the child did not get the secret"
+        out = read_until(proc.stdout.fileno(), sha(secret).encode() + b"\n")
+        assert out.endswith(sha(secret).encode() + b"\n"), "the child did not get the secret"
+        assert_no_piece(out, secret)
         copies = scan_memory(proc.pid, secret_forms(secret)).copies
     finally:
         proc.stdin.close()
