@@ -173,7 +173,7 @@ def test_no_mask_passes_output_untouched(tmp_path: Path) -> None:
     assert_output(r.stdout, secret)
 
 
-@pytest.mark.parametrize("pause", [0.2, 1.5])
+@pytest.mark.parametrize("pause", [0.2, 1.0])
 def test_a_secret_split_across_writes_with_a_pause_is_never_shown_in_part(
     tmp_path: Path, pause: float
 ) -> None:
@@ -186,15 +186,17 @@ def test_a_secret_split_across_writes_with_a_pause_is_never_shown_in_part(
             os.write(1, b"<" + v[:cut])
             time.sleep({pause})
             os.write(1, v[cut:] + b">\\n")
+        os.write(1, b"<" + v[:12])  # three pieces, a pause after each of the first two
+        time.sleep({pause})
+        os.write(1, v[12:24])
+        time.sleep({pause})
+        os.write(1, v[24:] + b">\\n")
     """
     r = run(run_args("--env-file", str(path), code=code))
     assert r.returncode == 0
     assert_no_piece(r.stdout, secret)
-    for cut in (5, len(secret) // 2, len(secret) - 1):
-        tail = secret[cut:]
-        assert r.stdout.count(tail) == 0, "the rest of a held secret was let through"
-    assert r.stdout.count(b"<" + REDACTED) == 3
-    assert r.stdout.count(b">\n") == 3
+    assert r.stdout.count(secret[12:24]) == 0
+    assert_output(r.stdout, (b"<" + REDACTED + b">\n") * 4)
 
 
 def test_output_passes_at_once_and_a_held_part_is_released_after_about_50_ms(tmp_path: Path) -> None:
