@@ -173,16 +173,27 @@ class _Loop:
             now = time.monotonic()
             for fd in ready:
                 if fd == 0:
-                    self.typed = os.read(0, CHUNK)
-                    self.stdin_open = bool(self.typed)
+                    self._read_stdin()
                 else:
                     self._read(fd, now)
             if writable and self.stdin_to is not None:
-                with contextlib.suppress(BlockingIOError):
+                try:
                     self.typed = self.typed[os.write(self.stdin_to, self.typed) :]
+                except BlockingIOError:
+                    pass
+                except OSError:  # the child's terminal is gone: nobody to type to
+                    self.typed = b""
+                    self.stdin_open = False
             for pump in self.live.values():
                 if pump.held() and now - pump.last >= FLUSH_AFTER:
                     pump.flush()
+
+    def _read_stdin(self) -> None:
+        try:
+            self.typed = os.read(0, CHUNK)
+        except OSError:  # EIO: our terminal hung up (SIGHUP is forwarded)
+            self.typed = b""
+        self.stdin_open = bool(self.typed)
 
     def _read(self, fd: int, now: float) -> None:
         pump = self.live[fd]

@@ -466,14 +466,19 @@ def test_a_gigabyte_of_output_keeps_runs_memory_bounded(tmp_path: Path) -> None:
     assert proc.stdout is not None and proc.stdin is not None
     got = 0
     fd = proc.stdout.fileno()
-    while got < total:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            break
-        got += len(chunk)
-    peak_kib = status_kib("VmHWM", proc.pid)
-    proc.stdin.close()
-    proc.wait(timeout=60)
+    try:
+        # Output must keep coming: a run that held it back would stall here.
+        while got < total and select.select([fd], [], [], 30)[0]:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        peak_kib = status_kib("VmHWM", proc.pid)
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
     assert got == total
     assert proc.returncode == 0
     assert peak_kib < 100 * 1024, f"run's peak RSS was {peak_kib} KiB for 1 GiB of output"
