@@ -195,3 +195,79 @@ pub fn spawn(s: &Spawn<'_>) -> Result<libc::pid_t, SysError> {
     })?;
     Ok(pid)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::CString;
+
+    fn c(s: &str) -> CString {
+        CString::new(s).unwrap()
+    }
+
+    fn wait(pid: libc::pid_t) -> libc::c_int {
+        let mut status = 0;
+        // SAFETY: waits for our own child; `status` is a valid out-pointer.
+        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(rc, pid);
+        status
+    }
+
+    fn start(argv: &[&CString], env: &[&CString]) -> Result<libc::pid_t, SysError> {
+        let mut args: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        args.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        spawn(&Spawn {
+            file: argv[0],
+            argv: &args,
+            envp: &envp,
+            stdio: [Stdio::Inherit; 3],
+            pty: None,
+            default_signals: &[libc::SIGPIPE],
+        })
+    }
+
+    #[test]
+    fn the_child_gets_exactly_the_environment_given() {
+        let (sh, flag, script) = (
+            c("sh"),
+            c("-c"),
+            c(r#"test "$CC_A" = one && test -z "$HOME""#),
+        );
+        let pid = start(
+            &[&sh, &flag, &script],
+            &[&c("CC_A=one"), &c("PATH=/usr/bin:/bin")],
+        )
+        .unwrap();
+        let status = wait(pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    }
+
+    #[test]
+    fn a_missing_program_is_the_spawns_error() {
+        let missing = c("cc-no-such-program-here");
+        let err = start(&[&missing], &[]).unwrap_err();
+        assert_eq!((err.call, err.errno), ("posix_spawnp", libc::ENOENT));
+    }
+
+    #[test]
+    fn unterminated_arrays_and_a_pty_without_a_path_are_refused() {
+        let sh = c("sh");
+        let args = [sh.as_ptr()]; // no NULL
+        let envp = [std::ptr::null()];
+        let mut s = Spawn {
+            file: &sh,
+            argv: &args,
+            envp: &envp,
+            stdio: [Stdio::Inherit; 3],
+            pty: None,
+            default_signals: &[],
+        };
+        assert_eq!(spawn(&s).unwrap_err().errno, libc::EINVAL);
+        let args = [sh.as_ptr(), std::ptr::null()];
+        s.argv = &args;
+        s.stdio = [Stdio::Inherit, Stdio::Pty, Stdio::Inherit];
+        assert_eq!(spawn(&s).unwrap_err().errno, libc::EINVAL);
+    }
+}
