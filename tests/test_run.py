@@ -139,6 +139,18 @@ def test_required_key_missing_is_an_error_naming_it_and_nothing_runs(tmp_path: P
     assert not marker.exists()
 
 
+def test_a_value_with_a_nul_byte_is_an_error_naming_the_key(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "CCRUN_NUL").write_bytes(b"before\0after-the-nul")
+    marker = tmp_path / "ran"
+    r = run(run_args("--secrets-dir", str(secrets), code=f"open({str(marker)!r}, 'w')"))
+    assert r.returncode == 1
+    assert b"CCRUN_NUL" in r.stderr and b"NUL" in r.stderr
+    assert b"after-the-nul" not in r.stderr and b"Traceback" not in r.stderr
+    assert not marker.exists()
+
+
 def test_command_not_found_is_127_and_named(tmp_path: Path) -> None:
     path = env_file(tmp_path, CCRUN_TOKEN=random_secret())
     r = run([sys.executable, "-m", "cypher_cell", "run", "--env-file", str(path), "--", "ccrun-no-such-cmd"])
