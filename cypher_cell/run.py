@@ -66,7 +66,10 @@ def _winsize(fd: int) -> bytes:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view) :]
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:  # a stdout left non-blocking by someone else
+            select.select([], [fd], [])
 
 
 @dataclass
@@ -75,7 +78,7 @@ class _Pump:
 
     source: int
     sink: int
-    stream: RedactStream | None
+    stream: RedactStream
     last: float = 0.0
     sink_open: bool = True
 
@@ -93,18 +96,16 @@ class _Pump:
 
     def feed(self, data: bytes, now: float) -> None:
         self.last = now
-        self.emit(self.stream.feed(data) if self.stream else data)
+        self.emit(self.stream.feed(data))
 
     def held(self) -> bool:
-        return self.stream is not None and self.stream.pending()
+        return self.stream.pending()
 
     def flush(self) -> None:
-        if self.stream is not None:
-            self.emit(self.stream.flush())
+        self.emit(self.stream.flush())
 
     def finish(self) -> None:
-        if self.stream is not None:
-            self.emit(self.stream.finish())
+        self.emit(self.stream.finish())
 
 
 @dataclass
@@ -117,8 +118,8 @@ class _Child:
     #: The child is in our process group (no pty): the terminal's own
     #: signals reached it already.
     shares_group: bool = True
+    #: Set once the child is reaped: the forwarding thread stops.
     done: bool = False
-    exited: threading.Event = field(default_factory=threading.Event)
 
 
 def _forward(child: _Child, info: signal.struct_siginfo) -> None:
