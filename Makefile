@@ -81,7 +81,7 @@ bench: setup ## Benchmarks beside python-dotenv/libsodium/pydantic anchors
 # (no toolchain can be downloaded here).
 CARGO_NIGHTLY := $(if $(shell rustup toolchain list 2>/dev/null | grep '^nightly-'),cargo +nightly,RUSTC_BOOTSTRAP=1 cargo)
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS := dotenv_parse slot_pool
+FUZZ_TARGETS := dotenv_parse slot_pool redact_stream
 FUZZ_SECONDS ?= 60
 # No sanitizer by default: the targets' code is safe Rust but for the
 # allocator, whose pages are mmap'd (ASan checks none of them; the guard

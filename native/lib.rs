@@ -75,6 +75,12 @@ pub mod fuzzing {
     #[cfg(fuzzing)]
     pub use crate::dotenv::*;
 
+    /// The value matcher, for `fuzz_targets/redact_stream.rs`.
+    #[cfg(fuzzing)]
+    pub mod redact {
+        pub use crate::redact::{redact_with, Registry, Stream, REDACTED};
+    }
+
     /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
     #[cfg(fuzzing)]
     pub mod memory {

@@ -36,3 +36,19 @@ def test_envfile_benchmark_quick_run_completes() -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "EnvFile" in result.stdout
+
+
+def test_redact_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_redact.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [row["secrets"] for row in figures["redact"]["rows"]] == [10, 100, 1000]
+    assert all(row["leaked"] == 0 and row["masked"] > 0 for row in figures["redact"]["rows"])
+    assert len(figures["targets"]) == 3

@@ -1,7 +1,7 @@
 //! The PyO3 layer: one file per Python-facing type or group of functions,
 //! each with a `register` that `lib.rs`'s `#[pymodule]` calls. These files
 //! check arguments, call the plain Rust below them (`cell`, `dotenv`,
-//! `memory`) and turn its results into Python objects; the dependencies
+//! `memory`, `redact`) and turn its results into Python objects; the dependencies
 //! between them run one way: `options` <- `cell` <- `entry` <- the
 //! providers (`dotenv_file`, `environ`, `secrets_file`, `prompt`).
 

@@ -6,6 +6,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
+use zeroize::Zeroizing;
 
 use crate::cell;
 use crate::errors::{type_name, Error};
@@ -25,17 +26,16 @@ fn redact_py<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'
         });
     }
     if let Ok(array) = data.cast::<PyByteArray>() {
-        let raw = array.to_vec();
-        let out = matcher::redact(&raw).unwrap_or(raw);
-        return Ok(PyByteArray::new(py, &out).into_any());
+        // A copy (the bytearray may change under us), zeroed when dropped.
+        let raw = Zeroizing::new(array.to_vec());
+        let out = matcher::redact(&raw).map(Zeroizing::new);
+        return Ok(PyByteArray::new(py, out.as_ref().unwrap_or(&raw)).into_any());
     }
     if let Ok(text) = data.cast::<PyString>() {
         if let Ok(utf8) = text.to_str() {
-            return Ok(match py.detach(|| matcher::redact(utf8.as_bytes())) {
+            return Ok(match py.detach(|| matcher::redact_str(utf8)) {
                 None => data.clone(),
-                // A secret that is not whole characters could cut one: that
-                // character becomes U+FFFD rather than an error.
-                Some(out) => PyString::new(py, &String::from_utf8_lossy(&out)).into_any(),
+                Some(out) => PyString::new(py, &out).into_any(),
             });
         }
         // Lone surrogates: through their surrogatepass bytes and back.

@@ -3,21 +3,29 @@
 //! What is kept, and where:
 //! - each secret's forms, concatenated in one `SecretBuf` (the cell's own
 //!   tier: secretmem where the cell has it), zeroed when it is forgotten;
-//! - a key of 24 random bytes, in a `SecretBuf` of the strongest tier;
-//! - on the ordinary heap, for speed, only truncated *keyed* hashes: for
-//!   each form, its 4-byte grams at offsets 0, 1 and 2 as a bucket number
-//!   (B bits, B <= 25) plus an 8-bit tag, and for 1- to 3-byte prefixes a
-//!   32-bit tag. Without the key these are random-looking numbers; with it
-//!   they would tell at most B + 8 bits about each of a form's first 6
-//!   bytes' grams. Every candidate they point to is confirmed byte for
-//!   byte, in constant time, against the form in locked memory.
+//! - a key of 24 random bytes, in a `SecretBuf` of the strongest tier
+//!   (copied onto the stack for one operation, zeroed after it);
+//! - on the ordinary heap, for speed, only *keyed* hashes, truncated: for
+//!   each gram indexed (below), at most 37 bits of its 64-bit keyed hash
+//!   (the bitmap word, two bits in it, an 8-bit tag), and for a form's 1- to 3-byte
+//!   prefixes a 32-bit tag. Without the key these are random-looking
+//!   numbers. The hash (a multiply, a xor-shift, a multiply) is fast, not a
+//!   cryptographic PRF: that the key cannot be recovered from them is an
+//!   engineering judgement, not a proof. Every candidate they point to is
+//!   confirmed byte for byte, in constant time, against the form in locked
+//!   memory.
 //!
-//! The scan: any form occurrence is at least `MIN_LEN` (6) bytes long, so
-//! it holds a 4-byte gram starting at a multiple of `STRIDE` (3) within its
-//! first 3 bytes. The text is probed at every third position only: one
-//! keyed hash and one bit test per probe, whatever the number of secrets;
-//! the bitmap is sized so that at most ~1/64 of its bits are set, which
-//! bounds the candidates confirmed (and so the cost of more secrets).
+//! The scan: when the shortest registered form is `m` bytes long, any
+//! occurrence of any form holds a 4-byte gram that starts at a multiple of
+//! the stride `s = m - 3` (at most `MAX_STRIDE`) within the form's first `s`
+//! bytes. So each form's grams at offsets `0..s` go into the index, and the
+//! text is probed at every `s`-th position only: one keyed hash and one
+//! 64-bit word of the bitmap per probe, whatever the number of secrets (a
+//! 6-byte secret makes `s` 3; typical tokens, whose shortest form is
+//! longer, allow 8). The bitmap (a blocked Bloom filter, two bits per gram)
+//! has 32 bits per gram up to 2^23 bits (1 MiB, cache-sized); a probe that
+//! passes it walks its word's list of candidates, which is rare, so the
+//! cost grows with the number of secrets only through the bitmap's size.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,11 +35,14 @@ use crate::memory::{SecretBuf, Tier, TierRequest};
 use crate::sys;
 
 const GRAM: usize = 4;
-const STRIDE: usize = MIN_LEN - GRAM + 1;
+const MAX_STRIDE: usize = 8;
 const MIN_BITS: u32 = 10;
-const MAX_BITS: u32 = 25;
-/// log2 of bitmap bits per candidate.
-const SPARSITY: u32 = 6;
+/// 1 MiB of bitmap at most: more would leave the CPU's cache.
+const MAX_BITS: u32 = 23;
+/// Up to this many forms, losing the shortest one re-indexes at once.
+const CHEAP_REBUILD_FORMS: usize = 4096;
+/// log2 of bitmap bits per indexed gram.
+const SPARSITY: u32 = 5;
 
 /// A form's bytes: offset and length in its entry's buffer.
 #[derive(Clone, Copy)]
@@ -43,12 +54,14 @@ struct Form {
 struct Entry {
     buf: SecretBuf,
     forms: Vec<Form>,
-    /// The buckets this entry's candidates are in, and its prefix tags (to
-    /// take them out again without reading the forms).
-    buckets: Vec<u32>,
+    /// The bitmap words this entry's candidates are in, and its prefix
+    /// tags (to take them out again without reading the forms).
+    words: Vec<u32>,
     prefix_tags: Vec<u32>,
 }
 
+/// One indexed gram: which form, where in it, and the rest of its hash's
+/// place (its two bits within the word, a tag).
 #[derive(Clone, Copy)]
 struct Cand {
     entry: u32,
@@ -56,7 +69,19 @@ struct Cand {
     /// Offset of the gram within the form.
     at: u8,
     tag: u8,
+    b1: u8,
+    b2: u8,
 }
+
+/// A candidate in its word's list (nodes live in one slab: no allocation
+/// per word).
+#[derive(Clone, Copy)]
+struct Node {
+    cand: Cand,
+    next: u32,
+}
+
+const NIL: u32 = u32::MAX;
 
 /// The keys are already keyed hashes: use them as they are.
 #[derive(Default)]
@@ -84,18 +109,23 @@ struct Key([u64; 3]);
 
 impl Key {
     #[inline(always)]
+    /// A keyed multiply-xorshift-multiply over the gram: its top bits pick
+    /// the bitmap word, bits 32..44 the two bits, bits 24..32 the tag.
     fn mix(&self, gram: u32) -> u64 {
-        let mut h = (u64::from(gram) ^ self.0[0]).wrapping_mul(self.0[1] | 1);
-        h ^= h >> 29;
-        h = (h ^ self.0[2]).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        h ^ (h >> 32)
+        let h = (u64::from(gram) ^ self.0[0]).wrapping_mul(self.0[1] | 1);
+        (h ^ (h >> 31) ^ self.0[2]).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+
+    fn tag(h: u64) -> u8 {
+        (h >> 24) as u8
     }
 
     fn prefix_tag(&self, prefix: &[u8]) -> u32 {
         let mut g = [0u8; 4];
         g[..prefix.len()].copy_from_slice(prefix);
         g[3] = prefix.len() as u8;
-        (self.mix(u32::from_le_bytes(g)).rotate_left(17) >> 32) as u32
+        let h = self.mix(u32::from_le_bytes(g) ^ self.0[2] as u32);
+        ((h >> 32) ^ (h.wrapping_mul(self.0[2] | 1) >> 32)) as u32
     }
 }
 
@@ -110,6 +140,45 @@ fn gram_at(text: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([text[i], text[i + 1], text[i + 2], text[i + 3]])
 }
 
+/// Where a hash lands: one 64-bit word of the bitmap and two bits in it (a
+/// blocked Bloom filter with two bits per candidate: one cache line per
+/// probe, and ~8 times fewer false hits than one bit). The word also names
+/// the list of candidates to confirm.
+#[derive(Clone, Copy)]
+struct Place {
+    word: u32,
+    b1: u32,
+    b2: u32,
+}
+
+impl Place {
+    #[inline(always)]
+    fn of(h: u64, bits: u32) -> Place {
+        Place {
+            word: (h >> (64 - (bits - 6))) as u32,
+            b1: ((h >> 32) & 63) as u32,
+            b2: ((h >> 38) & 63) as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn mask(self) -> u64 {
+        (1u64 << self.b1) | (1u64 << self.b2)
+    }
+
+    fn holds(self, c: &Cand) -> bool {
+        u32::from(c.b1) == self.b1 && u32::from(c.b2) == self.b2
+    }
+}
+
+/// The keyed hash of the gram at `q` and whether the bitmap says maybe.
+#[inline(always)]
+fn probe(key: &Key, bitmap: &[u64], bits: u32, text: &[u8], q: usize) -> (u64, bool) {
+    let h = key.mix(gram_at(text, q));
+    let at = Place::of(h, bits);
+    (h, bitmap[at.word as usize] & at.mask() == at.mask())
+}
+
 /// Compares without branching on the bytes' values.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
@@ -120,13 +189,19 @@ pub struct Registry {
     key: Option<SecretBuf>,
     bits: u32,
     bitmap: Vec<u64>,
-    buckets: Map<Vec<Cand>>,
+    /// Per bitmap word, the first node of its candidates' list.
+    heads: Vec<u32>,
+    nodes: Vec<Node>,
+    free_nodes: Vec<u32>,
     prefixes: Map<u32>,
     entries: Vec<Option<Entry>>,
     free: Vec<usize>,
     /// Form lengths (a multiset): the longest decides how much a stream holds.
     lens: BTreeMap<usize, usize>,
-    cands: usize,
+    /// Probe spacing: the shortest form's length less 3, at most MAX_STRIDE.
+    stride: usize,
+    /// Forms registered; each has `stride` grams in the index.
+    forms: usize,
 }
 
 impl Default for Registry {
@@ -135,12 +210,15 @@ impl Default for Registry {
             key: None,
             bits: MIN_BITS,
             bitmap: vec![0; 1 << (MIN_BITS - 6)],
-            buckets: Map::default(),
+            heads: vec![NIL; 1 << (MIN_BITS - 6)],
+            nodes: Vec::new(),
+            free_nodes: Vec::new(),
             prefixes: Map::default(),
             entries: Vec::new(),
             free: Vec::new(),
             lens: BTreeMap::new(),
-            cands: 0,
+            stride: MAX_STRIDE,
+            forms: 0,
         }
     }
 }
@@ -170,7 +248,11 @@ impl Registry {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.cands == 0
+        self.forms == 0
+    }
+
+    fn too_dense(&self) -> bool {
+        (self.forms * self.stride) << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS
     }
 
     /// The longest form: a stream never holds back more than this less one.
@@ -178,9 +260,9 @@ impl Registry {
         self.lens.keys().next_back().copied().unwrap_or(0)
     }
 
-    /// Registers `secret`'s forms, written into locked memory of `tier` (or
-    /// the strongest tier available if that fails). `None` when the secret
-    /// is too short to mask or no memory could be had.
+    /// Registers `secret`'s forms, written into memory of `tier` (locked
+    /// memory if secretmem fails). `None` when the secret is too short to
+    /// mask or no such memory could be had.
     pub fn insert(&mut self, secret: &[u8], tier: Tier) -> Option<usize> {
         if secret.len() < MIN_LEN {
             return None;
@@ -193,9 +275,13 @@ impl Registry {
             lens.push(n);
         });
         let total = lens.iter().sum();
-        let buf = SecretBuf::allocate(TierRequest::Exactly(tier), total)
-            .or_else(|_| SecretBuf::allocate(TierRequest::Auto, total).map(|(b, _)| (b, None)))
-            .ok()?
+        // The cell's tier, else locked memory; never weaker than the cell's
+        // own (a value that cannot be had is not masked rather than copied
+        // into memory that could be swapped or read).
+        let buf = [tier, Tier::Locked]
+            .into_iter()
+            .filter(|&t| t == tier || (tier == Tier::Secretmem && t == Tier::Locked))
+            .find_map(|t| SecretBuf::allocate(TierRequest::Exactly(t), total).ok())?
             .0;
         let mut forms = Vec::new();
         buf.fill(|out| {
@@ -226,17 +312,19 @@ impl Registry {
         let mut entry = Entry {
             buf,
             forms,
-            buckets: Vec::new(),
+            words: Vec::new(),
             prefix_tags: Vec::new(),
         };
         for f in &entry.forms {
             *self.lens.entry(f.len).or_default() += 1;
         }
-        self.cands += entry.forms.len() * STRIDE;
-        self.index(&key, id, &mut entry);
-        self.entries[id] = Some(entry);
-        if self.cands << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS {
+        self.forms += entry.forms.len();
+        if self.wanted_stride() != self.stride || self.too_dense() {
+            self.entries[id] = Some(entry);
             self.rebuild(&key);
+        } else {
+            self.index(&key, id, &mut entry);
+            self.entries[id] = Some(entry);
         }
         Some(id)
     }
@@ -247,14 +335,27 @@ impl Registry {
         let Some(entry) = self.entries.get_mut(id).and_then(Option::take) else {
             return;
         };
-        for &b in &entry.buckets {
-            if let Some(list) = self.buckets.get_mut(&b) {
-                list.retain(|c| c.entry as usize != id);
-                if list.is_empty() {
-                    self.buckets.remove(&b);
-                    self.bitmap[(b >> 6) as usize] &= !(1u64 << (b & 63));
+        let mut words = entry.words.clone();
+        words.sort_unstable();
+        words.dedup();
+        for word in words {
+            // Unlink this entry's nodes; the word keeps the bits of the rest.
+            let (mut at, mut prev, mut mask) = (self.heads[word as usize], NIL, 0u64);
+            while at != NIL {
+                let node = self.nodes[at as usize];
+                if node.cand.entry as usize == id {
+                    match prev {
+                        NIL => self.heads[word as usize] = node.next,
+                        p => self.nodes[p as usize].next = node.next,
+                    }
+                    self.free_nodes.push(at);
+                } else {
+                    mask |= (1u64 << node.cand.b1) | (1u64 << node.cand.b2);
+                    prev = at;
                 }
+                at = node.next;
             }
+            self.bitmap[word as usize] = mask;
         }
         for t in &entry.prefix_tags {
             if let Some(n) = self.prefixes.get_mut(t) {
@@ -272,39 +373,62 @@ impl Registry {
                 }
             }
         }
-        self.cands -= entry.forms.len() * STRIDE;
+        self.forms -= entry.forms.len();
         self.free.push(id);
         drop(entry);
-        if self.cands == 0 && self.bits > MIN_BITS {
+        if self.forms == 0 {
             let key = self.key.take();
             *self = Registry {
                 key,
                 ..Registry::default()
             };
+        } else if self.wanted_stride() != self.stride && self.forms <= CHEAP_REBUILD_FORMS {
+            // A narrower stride than needed is still correct, only slower:
+            // with many forms, widening waits for the next rebuild (growth),
+            // so that a short value coming and going (a one-time code) does
+            // not re-index everything twice each time.
+            if let Some(key) = self.key() {
+                self.rebuild(&key);
+            }
         }
     }
 
     /// Puts `entry`'s grams and prefixes into the index.
     fn index(&mut self, key: &Key, id: usize, entry: &mut Entry) {
-        let shift = 64 - self.bits;
-        let (buckets, prefix_tags) = (&mut entry.buckets, &mut entry.prefix_tags);
-        buckets.clear();
+        let (words, prefix_tags) = (&mut entry.words, &mut entry.prefix_tags);
+        words.clear();
         prefix_tags.clear();
         let forms = &entry.forms;
         entry.buf.with_bytes(|bytes| {
             for (i, f) in forms.iter().enumerate() {
                 let form = &bytes[f.off..f.off + f.len];
-                for at in 0..STRIDE {
+                for at in 0..self.stride {
                     let h = key.mix(gram_at(form, at));
-                    let b = (h >> shift) as u32;
-                    self.bitmap[(b >> 6) as usize] |= 1u64 << (b & 63);
-                    self.buckets.entry(b).or_default().push(Cand {
-                        entry: id as u32,
-                        form: i as u16,
-                        at: at as u8,
-                        tag: h as u8,
-                    });
-                    buckets.push(b);
+                    let place = Place::of(h, self.bits);
+                    self.bitmap[place.word as usize] |= place.mask();
+                    let node = Node {
+                        cand: Cand {
+                            entry: id as u32,
+                            form: i as u16,
+                            at: at as u8,
+                            tag: Key::tag(h),
+                            b1: place.b1 as u8,
+                            b2: place.b2 as u8,
+                        },
+                        next: self.heads[place.word as usize],
+                    };
+                    let slot = match self.free_nodes.pop() {
+                        Some(slot) => {
+                            self.nodes[slot as usize] = node;
+                            slot
+                        }
+                        None => {
+                            self.nodes.push(node);
+                            (self.nodes.len() - 1) as u32
+                        }
+                    };
+                    self.heads[place.word as usize] = slot;
+                    words.push(place.word);
                 }
                 for k in 1..GRAM {
                     let t = key.prefix_tag(&form[..k]);
@@ -315,13 +439,22 @@ impl Registry {
         });
     }
 
-    /// A bigger bitmap: every entry indexed afresh (from its locked forms).
+    fn wanted_stride(&self) -> usize {
+        let shortest = self.lens.keys().next().copied().unwrap_or(MIN_LEN);
+        (shortest + 1 - GRAM).min(MAX_STRIDE)
+    }
+
+    /// A new stride or a bigger bitmap: every entry indexed afresh (from
+    /// its locked forms).
     fn rebuild(&mut self, key: &Key) {
-        while self.cands << SPARSITY > 1usize << self.bits && self.bits < MAX_BITS {
+        self.stride = self.wanted_stride();
+        while self.too_dense() {
             self.bits += 1;
         }
         self.bitmap = vec![0; 1 << (self.bits - 6)];
-        self.buckets = Map::default();
+        self.heads = vec![NIL; 1 << (self.bits - 6)];
+        self.nodes = Vec::new();
+        self.free_nodes = Vec::new();
         self.prefixes = Map::default();
         for id in 0..self.entries.len() {
             if let Some(mut entry) = self.entries[id].take() {
@@ -361,22 +494,59 @@ impl Registry {
             return spans;
         }
         let Some(key) = self.key() else { return spans };
-        let shift = 64 - self.bits;
+        let bits = self.bits;
         let bitmap = &self.bitmap[..];
+        let probe = |q: usize| probe(&key, bitmap, bits, text, q);
+        // Four probes a round, one branch for all four: nearly every round
+        // has no candidate at all.
+        let s = self.stride;
         let mut q = 0;
-        while q + GRAM <= text.len() {
-            let h = key.mix(gram_at(text, q));
-            let b = (h >> shift) as u32;
-            if bitmap[(b >> 6) as usize] & (1u64 << (b & 63)) != 0 {
-                for c in self.buckets.get(&b).map(Vec::as_slice).unwrap_or(&[]) {
-                    if c.tag == h as u8 {
-                        spans.extend(self.confirm(c, q, text, false));
+        while q + 3 * s + GRAM <= text.len() {
+            let p = [probe(q), probe(q + s), probe(q + 2 * s), probe(q + 3 * s)];
+            if p[0].1 | p[1].1 | p[2].1 | p[3].1 {
+                for (i, &(h, hit)) in p.iter().enumerate() {
+                    if hit {
+                        self.candidates(h, q + i * s, text, &mut spans);
                     }
                 }
             }
-            q += STRIDE;
+            q += 4 * s;
+        }
+        while q + GRAM <= text.len() {
+            let (h, hit) = probe(q);
+            if hit {
+                self.candidates(h, q, text, &mut spans);
+            }
+            q += s;
         }
         merge(spans)
+    }
+
+    /// The bitmap said maybe: the word's candidates with the same bits and tag,
+    /// each confirmed against its form.
+    #[cold]
+    #[inline(never)]
+    fn candidates(&self, h: u64, q: usize, text: &[u8], spans: &mut Vec<Span>) {
+        for c in self.listed(h) {
+            spans.extend(self.confirm(&c, q, text, false));
+        }
+    }
+
+    /// The candidates whose hash has `h`'s place and tag.
+    fn listed(&self, h: u64) -> impl Iterator<Item = Cand> + '_ {
+        let place = Place::of(h, self.bits);
+        let tag = Key::tag(h);
+        let mut at = self.heads[place.word as usize];
+        std::iter::from_fn(move || {
+            while at != NIL {
+                let node = self.nodes[at as usize];
+                at = node.next;
+                if place.holds(&node.cand) && node.cand.tag == tag {
+                    return Some(node.cand);
+                }
+            }
+            None
+        })
     }
 
     /// The first position from which the rest of `text` is a proper prefix
@@ -386,7 +556,7 @@ impl Registry {
             return None;
         }
         let key = self.key()?;
-        let shift = 64 - self.bits;
+        let bitmap = &self.bitmap[..];
         let n = text.len();
         let from = n.saturating_sub(self.max_len().saturating_sub(1));
         (from..n).find(|&p| {
@@ -394,14 +564,10 @@ impl Registry {
             if rest.len() < GRAM {
                 return self.prefixes.contains_key(&key.prefix_tag(rest));
             }
-            let h = key.mix(gram_at(text, p));
-            let b = (h >> shift) as u32;
-            self.bitmap[(b >> 6) as usize] & (1u64 << (b & 63)) != 0
-                && self.buckets.get(&b).is_some_and(|list| {
-                    list.iter()
-                        .filter(|c| c.at == 0 && c.tag == h as u8)
-                        .any(|c| self.confirm(c, p, text, true).is_some())
-                })
+            let (h, hit) = probe(&key, bitmap, self.bits, text, p);
+            hit && self
+                .listed(h)
+                .any(|c| c.at == 0 && self.confirm(&c, p, text, true).is_some())
         })
     }
 }
@@ -450,7 +616,46 @@ mod tests {
         assert_eq!(r.find(b"a123456b"), vec![(1, 7)]);
         r.remove(id);
         assert!(r.find(b"a123456b").is_empty());
-        assert!(r.is_empty() && r.buckets.is_empty() && r.prefixes.is_empty());
+        assert!(r.is_empty() && r.prefixes.is_empty() && r.heads.iter().all(|&h| h == NIL));
+        assert!(r.bitmap.iter().all(|&w| w == 0));
+    }
+
+    /// Each bitmap word holds exactly its listed candidates' bits, and the
+    /// lists hold exactly `stride` grams per form.
+    fn consistent(r: &Registry) -> bool {
+        let mut live = 0;
+        let words_ok = r.heads.iter().zip(&r.bitmap).all(|(&head, &bits)| {
+            let (mut at, mut mask) = (head, 0u64);
+            while at != NIL {
+                let node = r.nodes[at as usize];
+                mask |= (1u64 << node.cand.b1) | (1u64 << node.cand.b2);
+                live += 1;
+                at = node.next;
+            }
+            mask == bits
+        });
+        words_ok && live == r.forms * r.stride && r.nodes.len() == live + r.free_nodes.len()
+    }
+
+    #[test]
+    fn removing_one_secret_leaves_exactly_the_others() {
+        let mut r = Registry::default();
+        let ids: Vec<usize> = (0..50)
+            .map(|i| {
+                r.insert(format!("secret-number-{i:04}").as_bytes(), Tier::Unlocked)
+                    .unwrap()
+            })
+            .collect();
+        assert!(consistent(&r));
+        for &id in ids.iter().step_by(2) {
+            r.remove(id);
+            assert!(consistent(&r));
+        }
+        for i in 0..50 {
+            let text = format!("<secret-number-{i:04}>");
+            let want = if i % 2 == 1 { vec![(1, 19)] } else { vec![] };
+            assert_eq!(r.find(text.as_bytes()), want);
+        }
     }
 
     #[test]
@@ -466,6 +671,48 @@ mod tests {
         for s in secrets.iter().step_by(97) {
             let text = [b"<".as_slice(), s, b">"].concat();
             assert_eq!(r.find(&text), vec![(1, 1 + s.len())]);
+        }
+    }
+
+    #[test]
+    fn stride_follows_the_shortest_form() {
+        let mut r = Registry::default();
+        r.insert(b"a-rather-long-token-value", Tier::Unlocked)
+            .unwrap();
+        assert_eq!(r.stride, MAX_STRIDE);
+        let short = r.insert(b"six666", Tier::Unlocked).unwrap();
+        assert_eq!(r.stride, 3);
+        for pad in 0..9 {
+            let text = [&b"........."[..pad], b"a-rather-long-token-value six666"].concat();
+            assert_eq!(r.find(&text), vec![(pad, pad + 25), (pad + 26, pad + 32)]);
+        }
+        r.remove(short);
+        assert_eq!(r.stride, MAX_STRIDE, "few forms: widened at once");
+        for pad in 0..9 {
+            let text = [&b"........."[..pad], b"a-rather-long-token-value"].concat();
+            assert_eq!(r.find(&text), vec![(pad, pad + 25)]);
+        }
+    }
+
+    #[test]
+    fn with_many_forms_a_short_value_leaving_keeps_the_narrow_stride() {
+        let mut r = Registry::default();
+        let long: Vec<Vec<u8>> = (0..1500)
+            .map(|i| format!("long-token-{i:08}").into_bytes())
+            .collect();
+        for s in &long {
+            r.insert(s, Tier::Unlocked).unwrap();
+        }
+        assert!(r.forms > CHEAP_REBUILD_FORMS);
+        let otp = r.insert(b"123456", Tier::Unlocked).unwrap();
+        assert_eq!(r.stride, 3);
+        r.remove(otp);
+        assert_eq!(r.stride, 3);
+        for s in long.iter().step_by(53) {
+            for pad in 0..4 {
+                let text = [&b"...."[..pad], s].concat();
+                assert_eq!(r.find(&text), vec![(pad, pad + s.len())]);
+            }
         }
     }
 

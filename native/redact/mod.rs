@@ -25,7 +25,7 @@ use crate::memory::{PerProcess, Tier};
 use crate::sys::fork_generation;
 
 pub use index::Registry;
-pub use stream::{redact as redact_with, Stream};
+pub use stream::{redact as redact_with, redact_str as redact_str_with, Stream};
 
 pub const REDACTED: &[u8] = b"[REDACTED]";
 
@@ -83,4 +83,9 @@ impl Drop for Registration {
 /// `text` with every live secret's forms masked; `None` if none occurs.
 pub fn redact(text: &[u8]) -> Option<Vec<u8>> {
     redact_with(&registry(), text)
+}
+
+/// As `redact`, for text.
+pub fn redact_str(text: &str) -> Option<String> {
+    redact_str_with(&registry(), text)
 }

@@ -48,6 +48,34 @@ pub fn redact(reg: &Registry, text: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// `text` masked whole, as text; `None` when nothing matched. A span that
+/// cuts a character (a secret that is not whole characters) makes that
+/// character U+FFFD.
+pub fn redact_str(reg: &Registry, text: &str) -> Option<String> {
+    let spans = reg.find(text.as_bytes());
+    if spans.is_empty() {
+        return None;
+    }
+    let whole_chars = spans
+        .iter()
+        .all(|&(s, e)| text.is_char_boundary(s) && text.is_char_boundary(e));
+    if !whole_chars {
+        let mut out = Vec::with_capacity(text.len());
+        emit(text.as_bytes(), &spans, text.len(), 0, &mut out);
+        return Some(String::from_utf8_lossy(&out).into_owned());
+    }
+    let marker = std::str::from_utf8(REDACTED).expect("ASCII");
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for &(start, end) in &spans {
+        out.push_str(&text[pos..start]);
+        out.push_str(marker);
+        pos = end;
+    }
+    out.push_str(&text[pos..]);
+    Some(out)
+}
+
 impl Stream {
     pub fn pending(&self) -> bool {
         self.held.len() > self.shown
@@ -55,8 +83,18 @@ impl Stream {
 
     /// Masks `data` after what is held; appends what is safe to emit now.
     pub fn feed(&mut self, reg: &Registry, data: &[u8], out: &mut Vec<u8>) {
-        self.held.extend_from_slice(data);
-        let text = &self.held[..];
+        // Held bytes and the new ones in one buffer of the exact size (no
+        // reallocation leaves an unzeroed copy behind), zeroed when dropped.
+        let joined;
+        let text = if self.held.is_empty() {
+            data
+        } else {
+            let mut both = Zeroizing::new(Vec::with_capacity(self.held.len() + data.len()));
+            both.extend_from_slice(&self.held);
+            both.extend_from_slice(data);
+            joined = both;
+            &joined[..]
+        };
         let spans = reg.find(text);
         let mut cut = reg.partial_start(text).unwrap_or(text.len());
         // A partial match inside a complete one may extend it: hold both.
@@ -64,7 +102,7 @@ impl Stream {
             cut = start;
         }
         emit(text, &spans, cut, self.shown, out);
-        self.held.drain(..cut);
+        self.held = Zeroizing::new(text[cut..].to_vec());
         self.shown = self.shown.saturating_sub(cut);
     }
 
