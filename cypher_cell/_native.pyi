@@ -5,7 +5,7 @@ native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry),
 native/py/dotenv_file.rs (DotenvFile), native/py/redact.rs (redact,
-RedactStream) and native/py/run.rs (spawn_with_secrets). Argument checks shared by every
+RedactStream) and native/py/run.rs (spawn_with_secrets, MaskedOutput). Argument checks shared by every
 constructor (volatile, ttl_sec, protection) are native/py/options.rs.
 """
 
@@ -21,6 +21,7 @@ __all__ = [
     "DotenvFile",
     "Entry",
     "Exposure",
+    "MaskedOutput",
     "RedactStream",
     "__version__",
     "_fault_arm",
@@ -140,8 +141,19 @@ def read_file_cell_at(
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 
-# native/py/run.rs: `cypher-cell run`'s child, its environment built in locked memory.
+# native/py/run.rs: `cypher-cell run`'s child, its environment built in locked memory,
+# and its outputs copied to ours masked.
 SPAWN_PTY: int
+
+@final
+class MaskedOutput:
+    def __new__(cls, source: int, sink: int) -> MaskedOutput: ...
+    def pump(self) -> int: ...
+    def pending(self) -> bool: ...
+    def flush(self) -> None: ...
+    def finish(self) -> None: ...
+    @property
+    def sink_open(self) -> bool: ...
 
 def spawn_with_secrets(
     argv: list[bytes],

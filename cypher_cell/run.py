@@ -5,10 +5,12 @@ The child is started natively (`spawn_with_secrets`): its environment block
 is built in locked memory from the cells, read in place by the child and
 zeroed once it has exec'd, so no value is ever a Python object here. Its
 stdout and stderr come back through pipes (or a pseudo-terminal when our
-stdout is a terminal) and pass through one `RedactStream` each: bytes are
-written out as soon as they cannot be part of a secret; a trailing partial
-match is held back until the next bytes decide it, or `FLUSH_AFTER` passes
-and the held part is written as ``[REDACTED]``.
+stdout is a terminal) and pass through one `MaskedOutput` each (the
+matcher `RedactStream` wraps, with the reading and writing done natively, so
+the child's unmasked bytes are never a Python object): bytes are written
+out as soon as they cannot be part of a secret; a trailing partial match is
+held back until the next bytes decide it, or `FLUSH_AFTER` passes and the
+held part is written as ``[REDACTED]``.
 """
 
 from __future__ import annotations
@@ -26,14 +28,14 @@ import tty
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cypher_cell._native import SPAWN_PTY, RedactStream, spawn_with_secrets
+from cypher_cell._native import SPAWN_PTY, MaskedOutput, spawn_with_secrets
 from cypher_cell.store import SecretStore
 
 #: The signals passed on to the child.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)
 #: How long a held-back partial match waits for the bytes that decide it.
 FLUSH_AFTER = 0.05
-#: Read size: bounds what is in memory at once, whatever the child writes.
+#: Read size of our stdin (keys typed for the child's terminal).
 CHUNK = 1 << 16
 #: si_code of a signal the kernel sent itself (the terminal driver's ^C,
 #: hang-up, resize): it went to the terminal's whole foreground group.
@@ -63,49 +65,19 @@ def _winsize(fd: int) -> bytes:
     return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:  # a stdout left non-blocking by someone else
-            select.select([], [fd], [])
-
-
 @dataclass
 class _Pump:
-    """One output of the child: read from `source`, masked, written to `sink`."""
+    """One output of the child: `masked` reads it from `source`, masks it and
+    writes it to our descriptor, all natively (the bytes read are in locked
+    memory until masked, then zeroed)."""
 
     source: int
-    sink: int
-    stream: RedactStream
+    masked: MaskedOutput
     last: float = 0.0
-    sink_open: bool = True
 
-    def emit(self, data: bytes) -> None:
-        if not data or not self.sink_open:
-            return
-        try:
-            _write_all(self.sink, data)
-        except OSError as exc:
-            # Our reader went away (`| head`) or our terminal hung up: stop
-            # reading this output, so the child meets a closed pipe too.
-            if exc.errno not in (errno.EPIPE, errno.EIO):
-                raise
-            self.sink_open = False
-
-    def feed(self, data: bytes, now: float) -> None:
-        self.last = now
-        self.emit(self.stream.feed(data))
-
-    def held(self) -> bool:
-        return self.stream.pending()
-
-    def flush(self) -> None:
-        self.emit(self.stream.flush())
-
-    def finish(self) -> None:
-        self.emit(self.stream.finish())
+    @classmethod
+    def to(cls, source: int, sink: int) -> _Pump:
+        return cls(source, MaskedOutput(source, sink))
 
 
 @dataclass
@@ -163,7 +135,7 @@ class _Loop:
     def run(self) -> None:
         while self.live:
             now = time.monotonic()
-            waits = [p.last + FLUSH_AFTER - now for p in self.live.values() if p.held()]
+            waits = [p.last + FLUSH_AFTER - now for p in self.live.values() if p.masked.pending()]
             readers = list(self.live)
             writers = []
             if self.stdin_to is not None and self.typed:
@@ -186,8 +158,8 @@ class _Loop:
                     self.typed = b""
                     self.stdin_open = False
             for pump in self.live.values():
-                if pump.held() and now - pump.last >= FLUSH_AFTER:
-                    pump.flush()
+                if pump.masked.pending() and now - pump.last >= FLUSH_AFTER:
+                    pump.masked.flush()
 
     def _read_stdin(self) -> None:
         try:
@@ -199,20 +171,20 @@ class _Loop:
     def _read(self, fd: int, now: float) -> None:
         pump = self.live[fd]
         try:
-            data = os.read(fd, CHUNK)
+            n = pump.masked.pump()
         except BlockingIOError:
             return
         except OSError as exc:
             if exc.errno != errno.EIO:  # EIO: a pty master once every slave is closed
                 raise
-            data = b""
-        if data:
-            pump.feed(data, now)
-        if data and pump.sink_open:
+            n = 0
+        if n:
+            pump.last = now
+        if n and pump.masked.sink_open:
             return
-        pump.finish()
+        pump.masked.finish()
         del self.live[fd]
-        if not pump.sink_open:
+        if not pump.masked.sink_open:
             if fd == self.child.master:
                 self.child.master = None
                 self.stdin_to = None
@@ -243,7 +215,7 @@ def _plan(mask: bool) -> _Plan:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         plan.handed += [out_w, err_w]
-        plan.pumps += [_Pump(out_r, 1, RedactStream()), _Pump(err_r, 2, RedactStream())]
+        plan.pumps += [_Pump.to(out_r, 1), _Pump.to(err_r, 2)]
         plan.stdio = (None, out_w, err_w)
         return plan
     master, slave = os.openpty()
@@ -255,12 +227,12 @@ def _plan(mask: bool) -> _Plan:
     plan.pty_path = os.fsencode(os.ttyname(slave))
     plan.master = master
     plan.handed.append(slave)
-    plan.pumps.append(_Pump(master, 1, RedactStream()))
+    plan.pumps.append(_Pump.to(master, 1))
     err: int | None = SPAWN_PTY
     if not os.isatty(2):
         err_r, err = os.pipe()
         plan.handed.append(err)
-        plan.pumps.append(_Pump(err_r, 2, RedactStream()))
+        plan.pumps.append(_Pump.to(err_r, 2))
     plan.stdio = (SPAWN_PTY if os.isatty(0) else None, SPAWN_PTY, err)
     return plan
 

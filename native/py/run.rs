@@ -2,9 +2,15 @@
 //! environment block is built in a `SecretBuf` (locked memory), the cells'
 //! values copied into it there and nowhere else, the child started with
 //! `posix_spawnp` (which reads the block in place, see `sys::spawn`), and the
-//! block zeroed once the child has exec'd. No value becomes a Python object.
+//! block zeroed once the child has exec'd. `MaskedOutput` then carries each
+//! of the child's outputs to ours: read into locked memory, masked by the
+//! redaction matcher (`redact::Stream`, what `RedactStream` wraps), written
+//! out, the read bytes zeroed. No value, and no unmasked output, becomes a
+//! Python object.
 
 use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::sync::{Mutex, MutexGuard};
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -12,7 +18,9 @@ use pyo3::types::PyBytes;
 use super::cell::CypherCell;
 use crate::errors::{warn_unlocked, Error, Unlocked};
 use crate::memory::{SecretBuf, TierRequest};
-use crate::sys::spawn::{spawn, Spawn, Stdio};
+use crate::redact::{self as matcher, Stream};
+use crate::sys::spawn::{self, spawn, Spawn, Stdio};
+use crate::sys::SysError;
 
 /// `stdio` entry meaning "the pty slave" (any other negative is refused).
 const PTY: i32 = -1;
@@ -171,7 +179,130 @@ fn refused(name: &str, why: crate::cell::ReadRefused) -> PyErr {
     Error::Value(format!("secret {name} cannot be read: it is {state}")).into()
 }
 
+/// The bytes one `pump` reads at most: a pipe's default capacity.
+const CHUNK: usize = 1 << 16;
+
+fn os_error(e: SysError) -> PyErr {
+    pyo3::exceptions::PyOSError::new_err((e.errno, format!("{}: {}", e.call, errno_text(e.errno))))
+}
+
+/// One output of the child, copied masked from `source` to `sink`. The
+/// bytes read land in locked memory and are zeroed once masked; what is
+/// written is masked. A sink that breaks (EPIPE: our reader left; EIO: our
+/// terminal hung up) is noted (`sink_open`) and the rest is dropped.
+#[pyclass(frozen, module = "cypher_cell._native", name = "MaskedOutput")]
+pub struct MaskedOutput {
+    source: RawFd,
+    sink: RawFd,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    stream: Stream,
+    buf: SecretBuf,
+    sink_open: bool,
+}
+
+impl MaskedOutput {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Inner {
+    fn emit(&mut self, sink: RawFd, out: &[u8]) -> Result<(), SysError> {
+        if !self.sink_open || out.is_empty() {
+            return Ok(());
+        }
+        match spawn::write_all(sink, out) {
+            Err(e) if e.errno == libc::EPIPE || e.errno == libc::EIO => {
+                self.sink_open = false;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+#[pymethods]
+impl MaskedOutput {
+    #[new]
+    fn new(py: Python<'_>, source: RawFd, sink: RawFd) -> PyResult<Self> {
+        crate::cell::enable_redaction();
+        let (buf, degraded) =
+            SecretBuf::allocate(TierRequest::Transient, CHUNK).map_err(Error::Lock)?;
+        if let Some(cause) = degraded {
+            warn_unlocked(py, &cause, Unlocked::RunEnvironment)?;
+        }
+        Ok(MaskedOutput {
+            source,
+            sink,
+            inner: Mutex::new(Inner {
+                stream: Stream::default(),
+                buf,
+                sink_open: true,
+            }),
+        })
+    }
+
+    /// One read of `source` (blocking unless it is non-blocking), masked
+    /// and written to `sink`; the bytes read, 0 at the end. Raises OSError
+    /// for a failed read (EIO: a pty whose every slave is closed) or write.
+    fn pump(&self, py: Python<'_>) -> PyResult<usize> {
+        py.detach(|| {
+            let mut inner = self.inner();
+            let inner = &mut *inner;
+            let n = inner.buf.fill(|dest| spawn::read(self.source, dest))?;
+            let mut out = Vec::with_capacity(n + 64);
+            inner.buf.with_bytes(|read| {
+                inner
+                    .stream
+                    .feed(&matcher::registry(), &read[..n], &mut out)
+            });
+            inner.buf.zeroize();
+            inner.emit(self.sink, &out)?;
+            Ok(n)
+        })
+        .map_err(os_error)
+    }
+
+    /// True while a trailing partial match is held back.
+    fn pending(&self) -> bool {
+        self.inner().stream.pending()
+    }
+
+    /// After a pause: the held part goes out as `[REDACTED]` (the rest of
+    /// that secret, if it follows, is swallowed).
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let mut inner = self.inner();
+            let mut out = Vec::new();
+            inner.stream.flush(&mut out);
+            inner.emit(self.sink, &out)
+        })
+        .map_err(os_error)
+    }
+
+    /// At the end of `source`: as `flush`, then forgets what was held.
+    fn finish(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let mut inner = self.inner();
+            let mut out = Vec::new();
+            inner.stream.finish(&mut out);
+            inner.emit(self.sink, &out)
+        })
+        .map_err(os_error)
+    }
+
+    /// False once a write to `sink` met EPIPE or EIO.
+    #[getter]
+    fn sink_open(&self) -> bool {
+        self.inner().sink_open
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SPAWN_PTY", PTY)?;
+    m.add_class::<MaskedOutput>()?;
     m.add_function(wrap_pyfunction!(spawn_with_secrets, m)?)
 }

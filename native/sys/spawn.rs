@@ -1,4 +1,5 @@
-//! Starting `cypher-cell run`'s child with `posix_spawnp(3)`.
+//! Starting `cypher-cell run`'s child with `posix_spawnp(3)`, and the
+//! plain `read`/`write` its output goes through.
 //!
 //! Why posix_spawn and not fork: glibc (since 2.24) and musl start the child
 //! with `clone(CLONE_VM | CLONE_VFORK)`, so until its `execve` the child runs
@@ -194,6 +195,62 @@ pub fn spawn(s: &Spawn<'_>) -> Result<libc::pid_t, SysError> {
         )
     })?;
     Ok(pid)
+}
+
+/// Reads what is there (at most `buf.len()` bytes) from `fd` straight into
+/// `buf`; 0 at the end. Retries an interrupted read.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> Result<usize, SysError> {
+    loop {
+        // SAFETY: read writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match usize::try_from(n) {
+            Ok(n) => return Ok(n),
+            Err(_) => match errno() {
+                libc::EINTR => continue,
+                e => {
+                    return Err(SysError {
+                        call: "read",
+                        errno: e,
+                    })
+                }
+            },
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd`, waiting while a non-blocking `fd` is
+/// full. Retries an interrupted write.
+pub fn write_all(fd: RawFd, mut bytes: &[u8]) -> Result<(), SysError> {
+    while !bytes.is_empty() {
+        // SAFETY: write reads at most bytes.len() bytes from bytes.
+        let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+        match usize::try_from(n) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(_) => match errno() {
+                libc::EINTR => {}
+                libc::EAGAIN => {
+                    let mut p = libc::pollfd {
+                        fd,
+                        events: libc::POLLOUT,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd; the result only says when to retry.
+                    unsafe { libc::poll(&mut p, 1, -1) };
+                }
+                e => {
+                    return Err(SysError {
+                        call: "write",
+                        errno: e,
+                    })
+                }
+            },
+        }
+    }
+    Ok(())
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
 #[cfg(test)]
