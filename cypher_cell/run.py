@@ -148,7 +148,7 @@ class _Loop:
                 if fd == 0:
                     self._read_stdin()
                 else:
-                    self._read(fd, now)
+                    self._read(fd)
             if writable and self.stdin_to is not None:
                 try:
                     self.typed = self.typed[os.write(self.stdin_to, self.typed) :]
@@ -168,7 +168,7 @@ class _Loop:
             self.typed = b""
         self.stdin_open = bool(self.typed)
 
-    def _read(self, fd: int, now: float) -> None:
+    def _read(self, fd: int) -> None:
         pump = self.live[fd]
         try:
             n = pump.masked.pump()
@@ -179,7 +179,9 @@ class _Loop:
                 raise
             n = 0
         if n:
-            pump.last = now
+            # The pause that releases a held part is the child's: it starts
+            # once this write is done (a slow reader of ours is not one).
+            pump.last = time.monotonic()
         if n and pump.masked.sink_open:
             return
         pump.masked.finish()

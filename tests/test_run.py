@@ -464,13 +464,14 @@ def test_ctrl_c_from_a_shared_terminal_reaches_the_child_once(tmp_path: Path) ->
 def test_a_gigabyte_of_output_keeps_runs_memory_bounded(tmp_path: Path) -> None:
     secret = random_secret()
     path = env_file(tmp_path, CCRUN_TOKEN=secret)
-    total = 1 << 30
+    line = b"2026-01-01 12:00:00 INFO request handled in 3 ms, status=200 path=/api/v1/items\n"
+    block = line * (65536 // len(line))  # whole lines: nothing is left held at the pause
+    count = (1 << 30) // len(block)
+    total = count * len(block)  # just under 1 GiB
     code = f"""
         import os, sys
-        line = b"2026-01-01 12:00:00 INFO request handled in 3 ms, status=200 path=/api/v1/items\\n"
-        block = line * (65536 // len(line) + 1)
-        block = block[:65536]
-        for _ in range({total} // 65536):
+        block = {block[: len(line)]!r} * {len(block) // len(line)}
+        for _ in range({count}):
             os.write(1, block)
         sys.stdin.read()  # wait: the test reads run's peak memory first
     """
