@@ -159,6 +159,7 @@ def measure(args: argparse.Namespace) -> Figures:
             "secrets": count,
             "text_mib": size / MIB,
             "redact_s": statistics.median(ours),
+            "redact_min_s": min(ours),
             "floor_s": statistics.median(floor),
             "re_alternation": anchor_re,
             "replace_loop": anchor_loop,
@@ -200,11 +201,12 @@ def targets(figures: Figures) -> list[tuple[str, bool, str]]:
         )
     )
     scale = rows[high]["redact_s"] / rows[low]["redact_s"]
+    best = rows[high]["redact_min_s"] / rows[low]["redact_min_s"]
     out.append(
         (
             f"{high:,} secrets <= {TARGET_SCALING_10000_VS_10:g}x the time of {low:,}",
             scale <= TARGET_SCALING_10000_VS_10,
-            f"{scale:.2f}x",
+            f"{scale:.2f}x (medians; fastest runs {best:.2f}x)",
         )
     )
     out.append(("nothing planted left unmasked", all(r["leaked"] == 0 for r in rows.values()), ""))
@@ -214,13 +216,13 @@ def targets(figures: Figures) -> list[tuple[str, bool, str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 MiB, 10/100/1,000 secrets")
-    parser.add_argument("--repeat", type=int, default=None, help="runs per median (default 9, quick 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="runs per median (default 15, quick 3)")
     parser.add_argument("--budget", type=float, default=None, help="seconds per anchor slice (default 0.5)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target FAILs")
     args = parser.parse_args()
-    args.repeat = args.repeat or (3 if args.quick else 9)
+    args.repeat = args.repeat or (3 if args.quick else 15)
     args.budget = args.budget or (0.05 if args.quick else 0.5)
     print(f"cypher_cell {__version__}, CPython {platform.python_version()}, {platform.machine()}")
     figures: Figures = {"redact": measure(args)}

@@ -203,3 +203,24 @@ def test_import_cypher_cell_does_not_import_logging() -> None:
     code = "import sys, cypher_cell; print('logging' in sys.modules, callable(cypher_cell.redact))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.split() == ["False", "True"]
+
+
+def test_stdio_masks_an_uncaught_traceback_and_keeps_the_stream_interface(tmp_path: Path) -> None:
+    leaked, shown = (int(x) for x in run(tmp_path, UNCAUGHT, install=True).split())
+    assert (leaked, shown) == (0, 1)
+    leaked_without, _ = (int(x) for x in run(tmp_path, UNCAUGHT, install=False).split())
+    assert leaked_without > 0
+
+
+UNCAUGHT = """
+if install:
+    install_log_redaction(stdio=True)
+assert sys.stdout.isatty() == sys.__stdout__.isatty() and sys.stderr.fileno() == 2
+assert sys.stdout.encoding == sys.__stdout__.encoding
+def hook(kind, err, tb):
+    sys.__excepthook__(kind, err, tb)
+    sys.stderr.flush()
+    raise SystemExit(0)
+sys.excepthook = hook
+raise RuntimeError("token " + value)
+"""

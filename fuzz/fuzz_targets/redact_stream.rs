@@ -124,9 +124,11 @@ fn nothing_shown(reg: &Registry, out: &[u8]) -> bool {
 fuzz_target!(|data: &[u8]| {
     let Some(input) = parse(data) else { return };
     let mut reg = Registry::default();
-    for s in &input.secrets {
-        reg.insert(s, Tier::Unlocked);
-    }
+    let ids: Vec<Option<usize>> = input
+        .secrets
+        .iter()
+        .map(|s| reg.insert(s, Tier::Unlocked))
+        .collect();
     let whole = stream(&reg, &input.text, &[], false);
     assert!(nothing_shown(&reg, &whole), "a form shown (whole)");
     let streamed = stream(&reg, &input.text, &input.cuts, input.pause);
@@ -137,5 +139,21 @@ fuzz_target!(|data: &[u8]| {
     if reg.partial_start(&input.text).is_none() {
         let plain = redact_with(&reg, &input.text).unwrap_or_else(|| input.text.clone());
         assert_eq!(plain, whole, "redact() differs from the finished stream");
+    }
+    if let Some(id) = ids[0] {
+        reg.remove(id);
+        let mut fresh = Registry::default();
+        for s in &input.secrets[1..] {
+            fresh.insert(s, Tier::Unlocked);
+        }
+        assert_eq!(
+            reg.find(&input.text),
+            fresh.find(&input.text),
+            "stale after removal"
+        );
+        assert_eq!(
+            reg.partial_start(&input.text),
+            fresh.partial_start(&input.text)
+        );
     }
 });
