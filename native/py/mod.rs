@@ -14,4 +14,5 @@ pub(crate) mod faults;
 pub(crate) mod policy;
 pub(crate) mod prompt;
 pub(crate) mod redact;
+pub(crate) mod run;
 pub(crate) mod secrets_file;

@@ -6,6 +6,7 @@
 //!   environment, and the `openat2`/`openat`/`readlinkat` calls behind the
 //!   secrets directory.
 //! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
+//! - [`spawn`]: `cypher-cell run`'s child, started with `posix_spawnp` (its environment read in place).
 //! - [`fault`]: the tests' way to make the Nth OS call of a kind fail (inert unless armed).
 //!
 //! Linux is the one system implemented and tested. Every function returns the
@@ -25,6 +26,7 @@ use std::sync::OnceLock;
 use self::fault::Call;
 
 pub mod fault;
+pub mod spawn;
 pub mod tty;
 
 /// A failed system call: which one, and the errno it returned.
