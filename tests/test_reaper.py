@@ -73,8 +73,9 @@ def test_the_reaper_thread_blocks_every_signal_a_process_may_be_sent() -> None:
         "    who = 'main' if int(tid) == os.getpid() else 'other'\n"
         "    status = open(f'/proc/self/task/{tid}/status').read().splitlines()\n"
         "    mask = int(next(l for l in status if l.startswith('SigBlk:')).split()[1], 16)\n"
-        "    blocked.setdefault(who, []).append([s for s in ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGWINCH', 'SIGCHLD')\n"
-        "                     if mask >> (getattr(signal, s) - 1) & 1])\n"
+        "    names = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGWINCH', 'SIGCHLD')\n"
+        "    on = [s for s in names if mask >> (getattr(signal, s) - 1) & 1]\n"
+        "    blocked.setdefault(who, []).append(on)\n"
         "report(blocked=blocked)\n"
     )
     blocked = run_child(code)["blocked"]
