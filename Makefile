@@ -9,7 +9,7 @@ APT_PACKAGES_BENCH := libsodium23
 APT_PACKAGES_TEST := dbus gnome-keyring postgresql
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test-deps run doctor test lint test-rust test-python wheel test-venv bench fuzz-deps fuzz asan
+.PHONY: help setup test-deps run doctor test lint test-rust test-python wheel test-venv test-pydantic-oldest bench fuzz-deps fuzz asan
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -69,6 +69,20 @@ test-rust: ## Rust unit tests (allocator, cell state machine)
 test-python: test-venv ## pytest against the installed wheel: the API and the kernel's own accounts
 	cd $(TEST_TREE) && PATH="$(CURDIR)/$(TEST_VENV)/bin:$$PATH" $(VENV_PY) -m pytest
 
+# The pydantic tests again in a second virtualenv, with the oldest pydantic
+# and pydantic-settings supported (the test venv has the newest). Reuses the
+# wheel and test tree `make test` built.
+PYDANTIC_OLDEST := pydantic==2.7.4 pydantic-settings==2.6.1
+OLDEST_VENV := target/pydantic-oldest-venv
+
+test-pydantic-oldest: ## The pydantic tests with the oldest pydantic-settings supported (2.6.1), own venv
+	@ls $(WHEEL_DIR)/*.whl >/dev/null 2>&1 && test -d $(TEST_TREE) || $(MAKE) test-venv
+	rm -rf $(OLDEST_VENV)
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	  "$$(ls $(WHEEL_DIR)/*.whl)[test]" $(PYDANTIC_OLDEST)
+	cd $(TEST_TREE) && $(CURDIR)/$(OLDEST_VENV)/bin/python -m pytest -q tests/test_pydantic.py tests/test_pydantic_settings.py
+
 bench: setup test-deps ## Benchmarks beside python-dotenv/libsodium/pydantic/hvac anchors
 	@command -v apt-get >/dev/null && { ldconfig -p | grep -q libsodium.so || \
 	  { apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES_BENCH); }; } || true
@@ -76,6 +90,7 @@ bench: setup test-deps ## Benchmarks beside python-dotenv/libsodium/pydantic/hva
 	$(PYTHON) bench/bench_cell.py
 	$(PYTHON) bench/bench_envfile.py
 	$(PYTHON) bench/bench_vault.py
+	$(PYTHON) bench/bench_pydantic.py
 
 # --- fuzzing and sanitizers (CI runs both after `make test`: see .ci/run) ---
 # Both need a nightly compiler (-Z flags, cargo-fuzz): rustup's nightly
@@ -84,7 +99,7 @@ bench: setup test-deps ## Benchmarks beside python-dotenv/libsodium/pydantic/hva
 # (no toolchain can be downloaded here).
 CARGO_NIGHTLY := $(if $(shell rustup toolchain list 2>/dev/null | grep '^nightly-'),cargo +nightly,RUSTC_BOOTSTRAP=1 cargo)
 CARGO_FUZZ_VERSION := 0.13.2
-FUZZ_TARGETS := dotenv_parse slot_pool vault_json
+FUZZ_TARGETS := dotenv_parse slot_pool redact_stream vault_json
 FUZZ_SECONDS ?= 60
 # No sanitizer by default: the targets' code is safe Rust but for the
 # allocator, whose pages are mmap'd (ASan checks none of them; the guard

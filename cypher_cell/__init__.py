@@ -24,6 +24,7 @@ from cypher_cell.errors import (
 )
 from cypher_cell.loader import load_secrets
 from cypher_cell.policy import Policy
+from cypher_cell.redaction import install_log_redaction, redact
 from cypher_cell.store import SecretStore
 
 __all__ = [
@@ -40,7 +41,9 @@ __all__ = [
     "ProviderUnavailableError",
     "SecretStore",
     "__version__",
+    "install_log_redaction",
     "load_secrets",
+    "redact",
 ]
 
 # Interpreter exit is one of the exit paths: wipe every cell still alive.

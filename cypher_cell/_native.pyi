@@ -5,13 +5,13 @@ every constructor below), native/py/cell.rs (CypherCell),
 native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry),
-native/py/dotenv_file.rs (DotenvFile) and native/py/vault.rs (VaultClient,
-VaultReply, VaultLeases).
+native/py/dotenv_file.rs (DotenvFile), native/py/redact.rs (redact,
+RedactStream) and native/py/vault.rs (VaultClient, VaultReply, VaultLeases).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, NoReturn, Self, final
+from typing import Any, Literal, NoReturn, Self, final, overload
 
 from typing_extensions import Buffer, disjoint_base
 
@@ -21,6 +21,7 @@ __all__ = [
     "Entry",
     "Exposure",
     "Policy",
+    "RedactStream",
     "VaultClient",
     "VaultLeases",
     "VaultReply",
@@ -38,6 +39,7 @@ __all__ = [
     "is_plain_name",
     "prompt_cell",
     "read_file_cell_at",
+    "redact",
     "scrub_environ",
     "stray_entry",
     "wipe_entries",
@@ -59,6 +61,8 @@ class Policy:
     @property
     def protection(self) -> _Protection: ...
     def describe(self) -> str: ...
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any, /) -> Any: ...
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any, /) -> Any: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
     def __hash__(self) -> int: ...
@@ -105,6 +109,11 @@ class CypherCell:
     def __reduce__(self) -> NoReturn: ...
     def __copy__(self) -> NoReturn: ...
     def __deepcopy__(self, memo: object, /) -> NoReturn: ...
+    # pydantic's hooks (a CypherCell field type); they import cypher_cell.pydantic when called.
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any: ...
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> Any: ...
 
 @final
 class Exposure:
@@ -291,3 +300,19 @@ class VaultLeases:
     @property
     def renewals(self) -> int: ...
     def leases(self) -> list[tuple[str, bool]]: ...
+
+# native/py/redact.rs: value-based redaction of every live cell (and its encoded forms).
+@overload
+def redact(data: str) -> str: ...
+@overload
+def redact(data: bytes) -> bytes: ...
+@overload
+def redact(data: bytearray) -> bytearray: ...
+
+@final
+class RedactStream:
+    def __init__(self) -> None: ...
+    def feed(self, data: bytes) -> bytes: ...
+    def pending(self) -> bool: ...
+    def flush(self) -> bytes: ...
+    def finish(self) -> bytes: ...

@@ -10,7 +10,7 @@ from contextlib import suppress
 from cypher_cell._native import stray_entry, wipe_entries
 from cypher_cell.errors import MemoryLockError, MissingSecretsError, ProviderError
 from cypher_cell.policy import Policy, PolicyMap
-from cypher_cell.providers.base import Entry, Provider
+from cypher_cell.providers.base import Entry, Provider, is_interactive
 from cypher_cell.store import SecretStore
 
 
@@ -51,7 +51,7 @@ def load_secrets(
             offered = [source.offered_keys() for source in sources]
             wanted, wanted_from = _wanted(offered, asked_for, required)
             for i, (source, offer) in enumerate(zip(sources, offered, strict=True)):
-                only = required_set if source.interactive or source.asks_only_required else None
+                only = required_set if is_interactive(source) else None
                 ask = _to_ask(wanted, offer if offer is wanted_from else None, offer, found, only)
                 if ask:
                     before = len(found)

@@ -132,11 +132,37 @@ def slot_ops() -> dict[str, bytes]:
     return seeds
 
 
+def redact_inputs() -> dict[str, bytes]:
+    """Inputs for redact_stream (see its header): secret count - 1, each
+    secret as (length - 6, bytes), flags (bit 0: pause at the cuts), cut
+    count and cuts, then text where 0xF0 k / 0xF1 k / 0xF2 k insert secret
+    k, its base64 after k mod 3 bytes, its first half."""
+
+    def secrets_(*values: bytes) -> bytes:
+        return bytes([len(values) - 1]) + b"".join(bytes([len(v) - 6]) + v for v in values)
+
+    def cuts(*at: int) -> bytes:
+        return bytes([len(at), *at])
+
+    one = secrets_(b"correct-horse")
+    two = secrets_(b"correct-horse", b"horse-battery")
+    pem = secrets_(b"--B--\nMIIEvQIBADAN\n--E--\n")  # a PEM-like value (at most 32 bytes here)
+    return {
+        "raw-and-base64": one + b"\x00" + cuts(40, 90, 200) + b"pw=\xf0\x00 auth \xf1\x01 \xf1\x02 end",
+        "overlap": two + b"\x00" + cuts(10, 30) + b"<correct-horse-battery> \xf0\x01\xf0\x00",
+        "partial-tail-paused": one + b"\x01" + cuts(64, 128) + b"x \xf2\x00 and \xf2\x00\xf0\x00",
+        "escapes": secrets_(b'p"w\\d/ x\x01y') + b"\x00" + cuts(100) + b'{"pw": "p\\"w\\\\d/ x\\u0001y"}',
+        "pem-lines": pem + b"\x00" + cuts(20, 60) + b"key: MIIEvQIBADAN\n\xf0\x00",
+        "binary": one + b"\x00" + cuts(1, 2, 3) + bytes(range(256)) + b"\xf0\x00\xff\xfe",
+    }
+
+
 def main() -> None:
     for target, seeds in (
         ("dotenv_parse", {k: v.encode() if isinstance(v, str) else v for k, v in DOTENV.items()}),
         ("slot_pool", slot_ops()),
         ("vault_json", {k: v.encode() if isinstance(v, str) else v for k, v in VAULT_JSON.items()}),
+        ("redact_stream", redact_inputs()),
     ):
         out = CORPUS / target
         shutil.rmtree(out, ignore_errors=True)

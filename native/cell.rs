@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use crate::memory::{AllocError, PerProcess, SecretBuf, Tier, TierRequest};
 use crate::reaper;
+use crate::redact;
 use crate::sys::fork_generation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +44,8 @@ struct State {
     pins: u32,
     /// When the cell expires; a renewed lease moves it (`set_deadline`).
     deadline: Option<Instant>,
+    /// The secret's place in the redaction registry while it is live.
+    mask: Option<redact::Registration>,
 }
 
 impl State {
@@ -52,6 +55,7 @@ impl State {
         if self.status == Status::Live {
             self.status = status;
         }
+        self.mask = None;
         if let Some(buf) = &self.buf {
             buf.zeroize();
         }
@@ -104,6 +108,7 @@ impl Cell {
                 status: Status::Live,
                 pins: 0,
                 deadline,
+                mask: None,
             }),
             volatile,
             generation: fork_generation(),
@@ -113,7 +118,23 @@ impl Cell {
         if let Some(deadline) = deadline {
             reaper::schedule(deadline, Arc::downgrade(&cell)).map_err(CreateError::Reaper)?;
         }
+        if redact::enabled() {
+            cell.mask();
+        }
         Ok(Created { cell, degraded })
+    }
+
+    /// Joins the redaction registry (once, while live).
+    fn mask(&self) {
+        if !self.is_current() {
+            return;
+        }
+        let mut state = self.state();
+        if state.status == Status::Live && state.mask.is_none() {
+            if let Some(buf) = &state.buf {
+                state.mask = buf.with_bytes(|b| redact::register(b, self.tier));
+            }
+        }
     }
 
     fn is_current(&self) -> bool {
@@ -317,6 +338,24 @@ pub fn wipe_all() -> usize {
         cell.wipe();
     }
     wiped
+}
+
+/// Turns redaction on: from now on every live cell, and each new one, is
+/// in the redaction registry until it leaves `Live`.
+/// Concurrent first callers wait until the cells already live are in.
+pub fn enable_redaction() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // The flag first: a cell created from now on registers itself; one
+        // created before is in the list below (both is harmless: `mask`
+        // registers once).
+        redact::enable();
+        let cells: Vec<Weak<Cell>> = registry().cells.iter().flatten().cloned().collect();
+        cells
+            .iter()
+            .filter_map(Weak::upgrade)
+            .for_each(|c| c.mask());
+    });
 }
 
 pub fn live_count() -> usize {

@@ -13,6 +13,10 @@
 //!   secret.rs      SecretBuf: fill / read / zeroize, zeroed on drop; tier requests
 //!   per_process.rs globals a forked child re-creates
 //!   zeroing.rs     the global allocator: heap blocks zeroed as they are freed
+//! redact/          value-based redaction: a secret's forms, the one-pass scan, streams
+//!   forms.rs       base64 / percent / JSON / repr() encoders, written into locked memory
+//!   index.rs       the registry: forms in locked memory, keyed truncated hashes; the scan
+//!   stream.rs      a byte stream masked as it arrives, partial matches held back
 //! cell.rs          the cell state machine: Live -> Wiped | Burned | Expired; registry
 //! reaper.rs        one thread, a deadline heap on the monotonic clock
 //! dotenv/          the .env parser (python-dotenv's rules) over locked bytes, a file a stage
@@ -34,6 +38,7 @@
 //!   vault.rs       VaultClient, VaultReply, VaultLeases (Vault's native half)
 //!   debug.rs       _wipe_all, _pool_stats, _probe
 //!   faults.rs      _fault_arm and friends, for the tests
+//!   redact.rs      redact(), RedactStream
 //! lib.rs           this file: the module list and the #[pymodule]
 //! ```
 //!
@@ -42,7 +47,7 @@
 //! (FFI calls into libc), `memory` (raw pointers into guarded pages) and
 //! `pyffi` (the CPython C API). Every block has a `// SAFETY:` comment and
 //! every `unsafe fn` a `# Safety` section (both denied by lint otherwise).
-//! `sys`, `memory`, `cell`, `reaper`, `dotenv` and `vault` are plain Rust, free of
+//! `sys`, `memory`, `redact`, `cell`, `reaper`, `dotenv` and `vault` are plain Rust, free of
 //! PyO3; `errors`, `pyffi` and `py` are the Python side.
 
 use pyo3::prelude::*;
@@ -56,6 +61,7 @@ mod py;
 #[allow(unsafe_code)]
 mod pyffi;
 mod reaper;
+mod redact;
 #[allow(unsafe_code)]
 mod sys;
 mod vault;
@@ -81,6 +87,12 @@ pub mod fuzzing {
     #[cfg(fuzzing)]
     pub mod vault_json {
         pub use crate::vault::json::*;
+    }
+
+    /// The value matcher, for `fuzz_targets/redact_stream.rs`.
+    #[cfg(fuzzing)]
+    pub mod redact {
+        pub use crate::redact::{redact_with, Registry, Stream, REDACTED};
     }
 
     /// The slot allocator, for `fuzz_targets/slot_pool.rs`.
@@ -109,5 +121,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::secrets_file::register(m)?;
     py::prompt::register(m)?;
     py::vault::register(m)?;
+    py::redact::register(m)?;
     py::faults::register(m)
 }

@@ -26,6 +26,8 @@ TEST_DEPENDENCIES = {
     "cryptography": "cryptography",  # through secretstorage; the PEM tests generate keys with it
     "hvac": "hvac",  # the Vault tests' control (what hvac leaves in memory)
     "psycopg": "psycopg",  # the Vault database tests log in to PostgreSQL with leased credentials
+    "pydantic": "pydantic",
+    "pydantic_settings": "pydantic-settings",
 }
 
 

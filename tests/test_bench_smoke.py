@@ -52,3 +52,31 @@ def test_vault_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert figures["paths"]["ours"]["wall_ms"] > 0 and figures["paths"]["hvac"]["wall_ms"] > 0
     assert set(figures["first_call_ms"]) == {"ours", "hvac"}
     assert figures["renewal"]["leases"] == 50
+
+
+def test_redact_benchmark_quick_run_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_redact.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    assert [row["secrets"] for row in figures["redact"]["rows"]] == [10, 100, 1000]
+    assert all(row["leaked"] == 0 and row["masked"] > 0 for row in figures["redact"]["rows"])
+    assert len(figures["targets"]) == 3
+
+
+def test_pydantic_benchmark_quick_run_completes() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_pydantic.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CypherCellSettingsSource" in result.stdout

@@ -29,14 +29,16 @@ from support.procfs import random_secret, scan_memory, secret_forms
 from support.provider_contract import value_in_traceback
 
 from cypher_cell import (
+    CypherCell,
     Policy,
     ProviderError,
     ProviderUnavailableError,
     SecretStore,
     load_secrets,
 )
+from cypher_cell._native import VaultClient
 from cypher_cell.cli import main as cli_main
-from cypher_cell.providers import Vault, VaultToken
+from cypher_cell.providers import EnvFile, Environ, Vault, VaultToken
 
 
 def value() -> str:
@@ -325,6 +327,51 @@ def test_revoke_on_close_revokes_every_lease(pki: OpenBao, revoke: bool) -> None
     assert store["private_key"].wiped
     left = set(pki.leases("pki-revoke/issue/web/")) - before
     assert left == (set() if revoke else held)
+
+
+def test_mount_information_is_read_out_of_a_mounts_reply_only(openbao: OpenBao) -> None:
+    """The native reply hands Python a mount's path, type and version; a
+    secret's reply with fields of those names is refused, not read out."""
+    path = name()
+    openbao.kv_put(path, {"path": value(), "type": value()})
+    client = VaultClient([openbao.address])
+    token = CypherCell(openbao.root_token)
+    (secret,) = client.send_all([("GET", f"secret/data/{path}", None, True)], token=token)
+    assert sorted(secret.fields()) == ["path", "type"]
+    with pytest.raises(ValueError, match="mount_info"):
+        secret.mount_info()
+    secret.close()
+    (mount,) = client.send_all([("GET", f"sys/internal/ui/mounts/secret/{path}", None, False)], token=token)
+    assert mount.mount_info() == ("secret/", "kv", "2")
+    mount.close()
+    token.wipe()
+
+
+def test_refresh_rereads_vault_and_files_and_keeps_what_cannot_be_read_twice(
+    openbao: OpenBao, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = name()
+    first, second = value(), value()
+    openbao.kv_put(path, {"FROM_VAULT": first})
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"FROM_FILE={first}\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("CCTEST_FROM_ENV", first)
+    store = load_secrets(EnvFile(env_file), Environ(prefix="CCTEST_"), vault(openbao, f"secret/{path}"))
+    try:
+        old = {k: store[k] for k in store}
+        openbao.kv_put(path, {"FROM_VAULT": second})
+        env_file.write_text(f"FROM_FILE={second}\n")
+        store.refresh()
+        for key in ("FROM_VAULT", "FROM_FILE"):
+            same = store[key] == second.encode()
+            assert same, f"{key}: not the new value"
+            assert old[key].wiped, f"{key}: the old cell was not wiped"
+        # The environment was scrubbed: its key keeps its cell.
+        assert store["FROM_ENV"] is old["FROM_ENV"] and not old["FROM_ENV"].wiped
+        assert store.source("FROM_ENV") == "environ CCTEST_FROM_ENV"
+    finally:
+        store.close()
 
 
 def renewal_threads() -> int:

@@ -27,3 +27,27 @@ CypherCell(b"k", protection="fort-knox")  # type: ignore[arg-type]
 CypherCell(12345)  # type: ignore[arg-type]
 CypherCell(b"k", True)  # type: ignore[call-arg]
 cell.protection = "locked"  # type: ignore[misc]
+
+
+# pydantic: a CypherCell field, and the settings source (cypher_cell.pydantic).
+def _pydantic_usage() -> None:
+    from typing import Annotated
+
+    from pydantic import BaseModel
+    from pydantic_settings import BaseSettings
+
+    from cypher_cell import Policy
+    from cypher_cell.providers import EnvFile
+    from cypher_cell.pydantic import CypherCellSettingsSource
+
+    class Model(BaseModel):
+        token: CypherCell
+        otp: Annotated[CypherCell, Policy(volatile=True)] | None = None
+
+    assert_type(Model(token=CypherCell(b"k")).token, CypherCell)
+
+    class Settings(BaseSettings):
+        token: CypherCell
+
+    CypherCellSettingsSource(Settings, EnvFile(".env"), policy={"*": Policy(ttl_sec=5)})
+    CypherCellSettingsSource(Settings, ".env")  # type: ignore[arg-type]

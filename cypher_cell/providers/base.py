@@ -26,7 +26,13 @@ PolicyFor = Callable[[str], Policy]
 #: The name `Entry` had before 0.2; kept for one release (see CHANGELOG.md).
 Loaded = Entry
 
-__all__ = ["Entry", "Loaded", "PolicyFor", "Provider", "wiped_on_error"]
+__all__ = ["Entry", "Loaded", "PolicyFor", "Provider", "is_interactive", "wiped_on_error"]
+
+
+def is_interactive(provider: Provider) -> bool:
+    """Whether `provider` asks a person, by its `interactive` property or
+    the 0.1 name `asks_only_required` (either may be overridden)."""
+    return provider.interactive or provider.asks_only_required
 
 
 @contextmanager

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString, PyType};
 
 use super::policy::{Applied, Policy};
 use crate::cell::{Cell, CreateError, Status};
@@ -391,6 +391,34 @@ impl CypherCell {
 
     fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<()> {
         self.__copy__()
+    }
+
+    /// pydantic's hook for a field typed `CypherCell`. It imports
+    /// `cypher_cell.pydantic` (and so pydantic) only when pydantic asks:
+    /// `import cypher_cell` never imports pydantic.
+    #[classmethod]
+    fn __get_pydantic_core_schema__<'py>(
+        cls: &Bound<'py, PyType>,
+        source: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        cls.py()
+            .import("cypher_cell.pydantic")?
+            .getattr("_core_schema")?
+            .call1((cls, source, handler))
+    }
+
+    /// pydantic's JSON schema hook: a write-only password string.
+    #[classmethod]
+    fn __get_pydantic_json_schema__<'py>(
+        cls: &Bound<'py, PyType>,
+        core_schema: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        cls.py()
+            .import("cypher_cell.pydantic")?
+            .getattr("_json_schema")?
+            .call1((cls, core_schema, handler))
     }
 }
 

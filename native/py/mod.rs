@@ -1,8 +1,8 @@
 //! The PyO3 layer: one file per Python-facing type or group of functions,
 //! each with a `register` that `lib.rs`'s `#[pymodule]` calls. These files
 //! check arguments, call the plain Rust below them (`cell`, `dotenv`,
-//! `memory`) and turn its results into Python objects; the dependencies
-//! between them run one way: `policy` <- `cell` <- `entry` <- the
+//! `memory`, `redact`) and turn its results into Python objects; the
+//! dependencies between them run one way: `policy` <- `cell` <- `entry` <- the
 //! providers (`dotenv_file`, `environ`, `secrets_file`, `prompt`).
 
 pub(crate) mod cell;
@@ -13,5 +13,6 @@ pub(crate) mod environ;
 pub(crate) mod faults;
 pub(crate) mod policy;
 pub(crate) mod prompt;
+pub(crate) mod redact;
 pub(crate) mod secrets_file;
 pub(crate) mod vault;

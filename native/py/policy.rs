@@ -316,6 +316,34 @@ impl Policy {
         ))
     }
 
+    /// pydantic's hook for a `Policy` in `Annotated[CypherCell, Policy(...)]`
+    /// (pydantic's documented way for metadata to shape a schema): cells
+    /// made from the field's input get this policy. It imports
+    /// `cypher_cell.pydantic` only when pydantic asks.
+    fn __get_pydantic_core_schema__<'py>(
+        slf: &Bound<'py, Self>,
+        source: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("cypher_cell.pydantic")?
+            .getattr("_policy_schema")?
+            .call1((slf, source, handler))
+    }
+
+    /// The JSON schema of such a field: a `CypherCell`'s (a write-only
+    /// password string).
+    fn __get_pydantic_json_schema__<'py>(
+        slf: &Bound<'py, Self>,
+        core_schema: &Bound<'py, PyAny>,
+        handler: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.py()
+            .import("cypher_cell.pydantic")?
+            .getattr("_json_schema")?
+            .call1((slf.get_type(), core_schema, handler))
+    }
+
     fn __reduce__<'py>(
         slf: &Bound<'py, Self>,
     ) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {

@@ -21,6 +21,9 @@ use crate::vault::lease::Keeper;
 use crate::vault::reply::{json_body, BodyValue, Reply};
 use crate::vault::{self, Failure, Job};
 
+/// The API path of mount information (`GET sys/internal/ui/mounts/<path>`).
+const MOUNTS: &str = "sys/internal/ui/mounts/";
+
 fn method(name: &str) -> PyResult<Method> {
     match name {
         "GET" => Ok(Method::Get),
@@ -190,8 +193,10 @@ impl VaultClient {
         Ok(replies
             .into_iter()
             .zip(names)
-            .map(|(reply, path)| VaultReply {
+            .zip(&requests)
+            .map(|((reply, path), request)| VaultReply {
                 path,
+                mounts: request.1.starts_with(MOUNTS),
                 reply: Mutex::new(reply),
                 made: Mutex::new(Vec::new()),
             })
@@ -209,6 +214,9 @@ impl VaultClient {
 #[pyclass(frozen, module = "cypher_cell._native")]
 pub struct VaultReply {
     path: String,
+    /// A reply of `sys/internal/ui/mounts/...`: the only kind whose data
+    /// `mount_info` reads out (any other reply's data may be secret).
+    mounts: bool,
     reply: Mutex<Reply>,
     /// Cells made from this reply, with the deadline their policy gave.
     made: Mutex<Vec<(Weak<Cell>, Option<Instant>)>>,
@@ -297,14 +305,22 @@ impl VaultReply {
     }
 
     /// `(path, type, options.version)` of a `sys/internal/ui/mounts/...`
-    /// reply: public text, each None if absent.
-    fn mount_info(&self) -> (Option<String>, Option<String>, Option<String>) {
+    /// reply: public text, each None if absent. Refused for any other
+    /// reply, whose fields of those names may be secrets.
+    fn mount_info(&self) -> PyResult<(Option<String>, Option<String>, Option<String>)> {
+        if !self.mounts {
+            return Err(Error::Value(format!(
+                "vault {}: mount_info() reads only a reply of {MOUNTS}...",
+                self.path
+            ))
+            .into());
+        }
         let r = self.lock();
-        (
+        Ok((
             r.data_text("path"),
             r.data_text("type"),
             r.data_inner_text("options", "version"),
-        )
+        ))
     }
 
     /// `{key: Entry}` for each `(key, field)` whose field the reply has, in

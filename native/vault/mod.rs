@@ -24,7 +24,7 @@ use crate::cell::Cell;
 use crate::memory::{SecretBuf, TierRequest};
 
 /// How many requests `send_all` keeps in flight at once.
-const WORKERS: usize = 4;
+const WORKERS: usize = 8;
 
 /// Why a request got no reply to parse, in words for an error.
 #[derive(Debug)]
