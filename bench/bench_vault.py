@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from support.openbao import OpenBao, start_dev_server  # noqa: E402
 
-from cypher_cell import __version__, load_secrets  # noqa: E402
+from cypher_cell import CellWipedError, SecretStore, __version__, load_secrets  # noqa: E402
 
 #: Recorded earlier on this machine (printed for reference; comparisons use this run's figures).
 ANCHORS = [
@@ -210,6 +210,17 @@ def window(seconds: float) -> tuple[float, float]:
     return used, statistics.median(loops)
 
 
+def readable(store: SecretStore) -> bool:
+    """Whether every cell of `store` can still be read (none expired)."""
+    try:
+        for key in store:
+            with store[key].expose():
+                pass
+    except CellWipedError:
+        return False
+    return True
+
+
 def renewals(server: OpenBao) -> dict[str, object]:
     """Each live bench lease's last renewal time, as the server records it."""
     return {i: server.lease(i).get("last_renewal") for i in server.leases("database/creds/bench/")}
@@ -259,6 +270,7 @@ def renewal_cost(server: OpenBao, leases: int, seconds: float) -> dict[str, Any]
         busy_cpu, busy_loop = window(seconds)
         after = renewals(server)
         renewed = sum(1 for lease_id, last in after.items() if last and last != before.get(lease_id))
+        expired = sum(1 for store in stores if not readable(store))
         return {
             "leases": leases,
             "made_s": made,
@@ -268,6 +280,7 @@ def renewal_cost(server: OpenBao, leases: int, seconds: float) -> dict[str, Any]
             "renewal_cpu_share": (busy_cpu - idle_cpu) / seconds,
             "loop_slowdown": busy_loop / idle_loop,
             "leases_renewed": renewed,
+            "stores_expired": expired,
         }
     finally:
         for store in stores:
@@ -342,6 +355,7 @@ def main() -> int:
             print(f"   main-thread Python loop: {cost['loop_slowdown']:.2f}x its idle time")
             renewed = f"{cost['leases_renewed']} of {cost['leases']}"
             print(f"   leases renewed within the window (the server's record): {renewed}")
+            print(f"   stores with an expired cell at the end: {cost['stores_expired']} of {cost['leases']}")
 
         print("\nAnchors recorded earlier on this machine (reference only):")
         for what, anchor, figure in ANCHORS:

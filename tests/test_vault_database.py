@@ -113,6 +113,13 @@ def test_credentials_come_with_a_renewable_lease_and_log_in(
     assert ok, why
 
 
+def deadline(store: SecretStore, key: str) -> float:
+    """The cell's deadline on the monotonic clock, from its `expires_in`."""
+    left = store[key].expires_in
+    assert left is not None, f"{key} has no deadline"
+    return time.monotonic() + left
+
+
 def test_the_lease_is_renewed_and_the_cells_deadline_moves_with_it(
     database: OpenBao, postgres: Postgres, app_token: str, stores: list[SecretStore]
 ) -> None:
@@ -121,12 +128,14 @@ def test_the_lease_is_renewed_and_the_cells_deadline_moves_with_it(
     stores.append(store)
     lease_id = new_lease(database, "app", before)
     first = expire_time(database.lease(lease_id))
+    first_deadline = deadline(store, "DB_PASSWORD")
     loaded = time.monotonic()
+    assert first_deadline <= loaded + ROLES["app"][0] + 0.5
     # Past the first lease's end: without renewal the server would have
     # revoked the user and the cells would have expired.
-    deadline = loaded + 3 * ROLES["app"][0]
+    until = loaded + 3 * ROLES["app"][0]
     renewed = False
-    while time.monotonic() < deadline:
+    while time.monotonic() < until:
         lease = database.lease(lease_id)
         assert lease, "the lease was revoked instead of renewed"
         if lease.get("last_renewal") and expire_time(lease) > first:
@@ -136,7 +145,11 @@ def test_the_lease_is_renewed_and_the_cells_deadline_moves_with_it(
         time.sleep(0.25)
     assert renewed, "the store never renewed its lease"
     assert time.monotonic() - loaded > ROLES["app"][0] + 1
-    # The cells outlived the lease's first end: their deadline moved.
+    # The cells' deadline moved with the lease (both cells of the lease).
+    for key in KEYS:
+        moved = deadline(store, key) - first_deadline
+        assert moved > 1.0, f"{key}: the deadline moved by {moved:.2f} s after renewal"
+    # And they outlived the lease's first end.
     same = store["DB_PASSWORD"].reveal() == store["DB_PASSWORD"].reveal()
     assert same, "DB_PASSWORD unreadable after the first lease's end"
     ok, why = can_log_in(postgres, *credentials(store))

@@ -21,6 +21,7 @@ never what a test hands to the code under test unless that is the point.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -143,11 +144,21 @@ class OpenBao:
         request.add_header("X-Vault-Token", self.root_token if token is None else token)
         if data is not None:
             request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context()) as response:
-                status, raw = response.status, response.read()
-        except urllib.error.HTTPError as error:
-            status, raw = error.code, error.read()
+        # Reads are tried again if the connection drops before the status
+        # line (seen once under heavy load); a write might have happened.
+        tries = 3 if method in ("GET", "LIST") or path.startswith("sys/leases/lookup") else 1
+        for attempt in range(tries):
+            try:
+                with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context()) as response:
+                    status, raw = response.status, response.read()
+                break
+            except urllib.error.HTTPError as error:
+                status, raw = error.code, error.read()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError):
+                if attempt == tries - 1:
+                    raise
+                time.sleep(0.1)
         decoded = json.loads(raw) if raw.strip() else {}
         if check and status >= 400:
             raise BaoError(f"{method} /v1/{path}: {status} {decoded.get('errors')}")
