@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -441,6 +442,23 @@ def test_cli_show_vault_lists_keys_and_sources_without_values(
     with environment(**env):
         assert cli_main(["show", "--vault", "secret/nothing-here"]) == 1
     assert "secret/nothing-here: no such path" in capsys.readouterr().err
+
+
+def test_cli_run_vault_hands_the_fields_to_the_command(openbao: OpenBao) -> None:
+    path, secret = name(), value()
+    openbao.kv_put(path, {"DB_PASSWORD": secret})
+    check = "import os, sys; sys.exit(0 if os.environ.get('DB_PASSWORD') == sys.argv[1] else 3)"
+    env = {
+        "BAO_ADDR": openbao.address,
+        "BAO_TOKEN": openbao.root_token,
+        "VAULT_ADDR": None,
+        "VAULT_TOKEN": None,
+    }
+    with environment(**env):
+        status = cli_main(
+            ["run", "--vault", f"secret/{path}", "--no-mask", "--", sys.executable, "-c", check, secret]
+        )
+    assert status == 0, "the command did not get DB_PASSWORD from Vault"
 
 
 # --- residue: what a read leaves in the reading process's memory ------------------
