@@ -6,7 +6,8 @@ native/pyffi/export.rs (Exposure), native/py/debug.rs (_wipe_all, _pool_stats,
 _probe), native/py/faults.rs, native/py/prompt.rs, native/py/environ.rs,
 native/py/secrets_file.rs, native/py/entry.rs (Entry),
 native/py/dotenv_file.rs (DotenvFile), native/py/redact.rs (redact,
-RedactStream) and native/py/vault.rs (VaultClient, VaultReply, VaultLeases).
+RedactStream), native/py/run.rs (spawn_with_secrets, MaskedOutput) and
+native/py/vault.rs (VaultClient, VaultReply, VaultLeases).
 """
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,10 +17,12 @@ from typing import Any, Literal, NoReturn, Self, final, overload
 from typing_extensions import Buffer, disjoint_base
 
 __all__ = [
+    "SPAWN_PTY",
     "CypherCell",
     "DotenvFile",
     "Entry",
     "Exposure",
+    "MaskedOutput",
     "Policy",
     "RedactStream",
     "VaultClient",
@@ -41,6 +44,7 @@ __all__ = [
     "read_file_cell_at",
     "redact",
     "scrub_environ",
+    "spawn_with_secrets",
     "stray_entry",
     "wipe_entries",
 ]
@@ -167,6 +171,30 @@ def read_file_cell_at(
 ) -> CypherCell | None: ...
 def is_plain_name(name: str) -> bool: ...
 def dotenv_encoding(encoding: str) -> Literal["utf-8", "utf-8-sig"]: ...
+
+# native/py/run.rs: `cypher-cell run`'s child, its environment built in locked memory,
+# and its outputs copied to ours masked.
+SPAWN_PTY: int
+
+@final
+class MaskedOutput:
+    def __new__(cls, source: int, sink: int) -> MaskedOutput: ...
+    def pump(self) -> int: ...
+    def pending(self) -> bool: ...
+    def flush(self) -> None: ...
+    def finish(self) -> None: ...
+    @property
+    def sink_open(self) -> bool: ...
+
+def spawn_with_secrets(
+    argv: list[bytes],
+    inherited: list[bytes],
+    secrets: list[tuple[str, CypherCell]],
+    *,
+    stdio: tuple[int | None, int | None, int | None],
+    pty: bytes | None = None,
+    default_signals: list[int] = ...,
+) -> int: ...
 
 # native/py/entry.rs: what providers hand to load_secrets (public as cypher_cell.providers.Entry).
 @final

@@ -19,6 +19,7 @@ from cypher_cell.errors import CypherCellError
 from cypher_cell.loader import load_secrets
 from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir, Vault
 from cypher_cell.providers.envfile import NOT_A_KEY, NUL, loose_permissions
+from cypher_cell.run import RunError, run_command
 from cypher_cell.store import SecretStore
 
 Command = Callable[[argparse.Namespace], int]
@@ -138,30 +139,18 @@ def render_store(store: SecretStore) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
-def _run_show(args: argparse.Namespace) -> int:
+def _sources(args: argparse.Namespace) -> list[Provider]:
+    """The providers `show` and `run` load from, in the order given."""
     sources: list[Provider] = [EnvFile(f) for f in args.env_file]
     sources += [Environ(prefix=p) for p in args.environ_prefix]
     sources += [SecretsDir(d) for d in args.secrets_dir]
     if args.vault:  # one provider: with several paths the first that has a field wins
         sources.append(Vault(*args.vault))
-    if not sources:
-        sources = [EnvFile(".env")]
-    try:
-        with load_secrets(*sources, required=args.required) as store:
-            print(render_store(store))
-    except CypherCellError as exc:
-        print(f"cypher-cell show: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return sources or [EnvFile(".env")]
 
 
-def _add_show(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "show",
-        help="load secrets and show keys, sources and protection (values redacted)",
-        description="Load secrets from the sources given (default: ./.env) into a store, print each "
-        "key with its source, policy and achieved protection, then wipe them all.",
-    )
+def _add_sources(parser: argparse.ArgumentParser) -> None:
+    """The source options `show` and `run` share."""
     parser.add_argument("--env-file", action="append", default=[], metavar="FILE", help="a .env file")
     parser.add_argument(
         "--environ-prefix",
@@ -188,7 +177,60 @@ def _add_show(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     parser.add_argument(
         "--required", action="append", default=[], metavar="KEY", help="a key that must be found"
     )
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    try:
+        with load_secrets(*_sources(args), required=args.required) as store:
+            print(render_store(store))
+    except CypherCellError as exc:
+        print(f"cypher-cell show: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_show(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "show",
+        help="load secrets and show keys, sources and protection (values redacted)",
+        description="Load secrets from the sources given (default: ./.env) into a store, print each "
+        "key with its source, policy and achieved protection, then wipe them all.",
+    )
+    _add_sources(parser)
     parser.set_defaults(run=_run_show)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        print(
+            "cypher-cell run: no command given (cypher-cell run [options] -- CMD [ARGS...])", file=sys.stderr
+        )
+        return 2
+    try:
+        with load_secrets(*_sources(args), required=args.required) as store:
+            return run_command(command, store, mask=not args.no_mask)
+    except RunError as exc:
+        print(f"cypher-cell run: {exc}", file=sys.stderr)
+        return exc.status
+    except (CypherCellError, ValueError) as exc:
+        print(f"cypher-cell run: {exc}", file=sys.stderr)
+        return 1
+
+
+def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "run",
+        help="run a command with the secrets in its environment, its output masked",
+        description="Load secrets as `show` does (default: ./.env), run CMD with them added to its "
+        "environment (a secret overrides an inherited variable of the same name), and mask every "
+        "loaded value in its stdout and stderr. When stdout is a terminal the command gets a "
+        "terminal of its own. Exit status: the command's, 128+N when signal N ended it.",
+    )
+    _add_sources(parser)
+    parser.add_argument("--no-mask", action="store_true", help="pass the command's output through untouched")
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    parser.set_defaults(run=_run_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_doctor(commands)
     _add_check(commands)
     _add_show(commands)
+    _add_run(commands)
     return parser
 
 

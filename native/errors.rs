@@ -174,6 +174,8 @@ pub enum Unlocked<'a> {
     EnvFile(&'a str),
     /// The buffer a prompt's answer is read into.
     PromptAnswer,
+    /// The environment block `cypher-cell run` builds for its child.
+    RunEnvironment,
 }
 
 static UNLOCKED_WARNED: AtomicBool = AtomicBool::new(false);
@@ -196,6 +198,9 @@ pub fn warn_unlocked(py: Python<'_>, cause: &AllocError, what: Unlocked<'_>) -> 
         }
         Unlocked::PromptAnswer => "the answer to the prompt is read into unlocked memory, which \
                                    may be written to swap"
+            .to_string(),
+        Unlocked::RunEnvironment => "the child's environment block is built in unlocked memory, \
+                                     which may be written to swap"
             .to_string(),
     };
     let message = format!(

@@ -6,6 +6,7 @@
 //! sys/             OS calls (Linux): memory, limits, fork hook, C environ, openat2   [unsafe]
 //!   mod.rs         the calls, each result checked (SysError: call + errno)
 //!   tty.rs         the terminal: open, echo off and back, write, read a line
+//!   spawn.rs       posix_spawnp for `cypher-cell run` (stdio, pty session, signals); read/write
 //!   fault.rs       fault injection for the tests: the Nth call of a kind fails
 //! memory/          pages and the secrets in them                                     [unsafe]
 //!   region.rs      guarded mappings; tiers secretmem / locked / unlocked
@@ -36,6 +37,7 @@
 //!   secrets_file.rs read_file_cell_at (SecretsDir's native half)
 //!   prompt.rs      prompt_cell (Prompt's native half)
 //!   vault.rs       VaultClient, VaultReply, VaultLeases (Vault's native half)
+//!   run.rs         spawn_with_secrets, MaskedOutput (`cypher-cell run`'s child and its output)
 //!   debug.rs       _wipe_all, _pool_stats, _probe
 //!   faults.rs      _fault_arm and friends, for the tests
 //!   redact.rs      redact(), RedactStream
@@ -121,6 +123,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     py::secrets_file::register(m)?;
     py::prompt::register(m)?;
     py::vault::register(m)?;
+    py::run::register(m)?;
     py::redact::register(m)?;
     py::faults::register(m)
 }

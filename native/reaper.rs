@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use crate::cell::Cell;
 use crate::memory::PerProcess;
+use crate::sys;
 
 struct Due {
     deadline: Instant,
@@ -63,6 +64,9 @@ pub fn schedule(deadline: Instant, cell: Weak<Cell>) -> io::Result<()> {
     let reaper = REAPER.get();
     let mut q = queue(reaper);
     if !q.started {
+        // The thread is born with every signal blocked (see SignalsBlocked).
+        let _blocked =
+            sys::SignalsBlocked::all().map_err(|e| io::Error::from_raw_os_error(e.errno))?;
         std::thread::Builder::new()
             .name("cypher-cell-reaper".into())
             .spawn(move || run(reaper))?;

@@ -55,3 +55,31 @@ hold()
         assert zeroed_at <= t1 + TTL + SLACK
     finally:
         child.finish()
+
+
+def test_the_reaper_thread_blocks_every_signal_a_process_may_be_sent() -> None:
+    """Process-directed signals must reach the main thread (Python's
+    handlers) or `cypher-cell run`'s forwarding thread, never the reaper,
+    where SIGTERM's default action would end the process. The kernel's
+    account: the thread's SigBlk in /proc/PID/task/TID/status."""
+    from support.child import run_child
+
+    code = (
+        "import os, signal\n"
+        "from cypher_cell import CypherCell\n"
+        "cell = CypherCell(b'x' * 8, ttl_sec=60)  # starts the reaper\n"
+        "blocked = {}\n"
+        "for tid in os.listdir('/proc/self/task'):\n"
+        "    who = 'main' if int(tid) == os.getpid() else 'other'\n"
+        "    status = open(f'/proc/self/task/{tid}/status').read().splitlines()\n"
+        "    mask = int(next(l for l in status if l.startswith('SigBlk:')).split()[1], 16)\n"
+        "    names = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGWINCH', 'SIGCHLD')\n"
+        "    on = [s for s in names if mask >> (getattr(signal, s) - 1) & 1]\n"
+        "    blocked.setdefault(who, []).append(on)\n"
+        "report(blocked=blocked)\n"
+    )
+    blocked = run_child(code)["blocked"]
+    assert isinstance(blocked, dict)
+    # The child's threads: the main one and the reaper (the only other).
+    assert blocked["other"] == [["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGWINCH", "SIGCHLD"]]
+    assert blocked["main"] == [[]], "the caller's mask is restored"

@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,6 +121,17 @@ def test_several_paths_the_first_with_a_field_wins_and_keys_map_fields(
     assert list(mapped) == ["DB_PASSWORD"], "keys= loads the mapped fields only, under their new names"
     same = mapped["DB_PASSWORD"] == c.encode()
     assert same, "DB_PASSWORD: value differs"
+
+
+def test_a_path_with_spaces_and_symbols_is_read_as_the_cli_reads_it(
+    openbao: OpenBao, stores: list[SecretStore]
+) -> None:
+    path, secret = f"{name()} with space?#é", value()
+    openbao.kv_put(path, {"A": secret})
+    store = load_secrets(vault(openbao, f"secret/{path}", timeout=3.0))
+    stores.append(store)
+    same = store["A"] == secret.encode()
+    assert same, "A: value differs"
 
 
 def test_a_missing_path_is_an_error_naming_it(openbao: OpenBao) -> None:
@@ -389,6 +401,25 @@ def test_one_renewal_thread_serves_every_open_store(openbao: OpenBao, stores: li
     assert renewal_threads() == 1
 
 
+EXIT_WITHOUT_CLOSING = """
+from cypher_cell import load_secrets
+from cypher_cell.providers import Vault
+vault = Vault("pki-revoke/issue/web", params={"common_name": "exit.example.test"}, revoke_on_close=True)
+store = load_secrets(vault)
+report(keys=sorted(store))
+"""
+
+
+def test_revoke_on_close_holds_at_interpreter_exit(pki: OpenBao) -> None:
+    """A store left open when the interpreter exits is released as its
+    close() would have: with revoke_on_close its leases are revoked."""
+    before = set(pki.leases("pki-revoke/issue/web/"))
+    env = {"BAO_ADDR": pki.address, "BAO_TOKEN": pki.root_token}
+    r = run_child(EXIT_WITHOUT_CLOSING, env=env)
+    assert "private_key" in r["keys"]  # type: ignore[operator]
+    assert set(pki.leases("pki-revoke/issue/web/")) - before == set()
+
+
 def test_cli_show_vault_lists_keys_and_sources_without_values(
     openbao: OpenBao, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -411,6 +442,23 @@ def test_cli_show_vault_lists_keys_and_sources_without_values(
     with environment(**env):
         assert cli_main(["show", "--vault", "secret/nothing-here"]) == 1
     assert "secret/nothing-here: no such path" in capsys.readouterr().err
+
+
+def test_cli_run_vault_hands_the_fields_to_the_command(openbao: OpenBao) -> None:
+    path, secret = name(), value()
+    openbao.kv_put(path, {"DB_PASSWORD": secret})
+    check = "import os, sys; sys.exit(0 if os.environ.get('DB_PASSWORD') == sys.argv[1] else 3)"
+    env = {
+        "BAO_ADDR": openbao.address,
+        "BAO_TOKEN": openbao.root_token,
+        "VAULT_ADDR": None,
+        "VAULT_TOKEN": None,
+    }
+    with environment(**env):
+        status = cli_main(
+            ["run", "--vault", f"secret/{path}", "--no-mask", "--", sys.executable, "-c", check, secret]
+        )
+    assert status == 0, "the command did not get DB_PASSWORD from Vault"
 
 
 # --- residue: what a read leaves in the reading process's memory ------------------

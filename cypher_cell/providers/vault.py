@@ -17,9 +17,12 @@ is renewed likewise and revoked when the store closes;
 from __future__ import annotations
 
 import abc
+import atexit
+import contextlib
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Collection, Mapping, Sequence
 from typing import ClassVar
 
@@ -330,11 +333,13 @@ class Vault(Provider):
     def commit(self) -> None:
         if self._leases is not None:
             self._leases.start()
+            _holding.add(self)
 
     def release(self) -> None:
         """Stops renewing; revokes every lease with ``revoke_on_close``, and
         a login's token; wipes the token if it is ours."""
         self.close()
+        _holding.discard(self)
         leases, self._leases = self._leases, None
         token, self._token = self._token, None
         failed = leases.stop(self._revoke_on_close) if leases is not None else []
@@ -420,6 +425,20 @@ class Vault(Provider):
         if self._mounts[mount]:
             return f"{mount}data/{path[len(mount) :]}", True
         return path, False
+
+
+#: Providers whose store is open (leases held, maybe a login token). At
+#: interpreter exit each is released as its store's `close()` would have
+#: (``revoke_on_close``, the login token revoked) before the package's own
+#: exit hook wipes every cell: atexit runs this module's hook first.
+_holding: weakref.WeakSet[Vault] = weakref.WeakSet()
+
+
+@atexit.register
+def _release_at_exit() -> None:
+    for provider in list(_holding):
+        with contextlib.suppress(Exception):
+            provider.release()
 
 
 def _left(deadline: float, what: str, client: VaultClient) -> float:

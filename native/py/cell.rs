@@ -164,6 +164,26 @@ impl CypherCell {
         })
     }
 
+    /// The secret's length (not a read: a volatile cell is not burned).
+    pub(crate) fn peek_len(&self) -> Result<usize, crate::cell::ReadRefused> {
+        self.cell.peek(|b| b.len())
+    }
+
+    /// Copies the secret into `dest`, guarded memory of the caller's, as a
+    /// peek: a volatile cell stays live (and so stays masked: `cypher-cell
+    /// run` copies each value once, into its child's environment, and wipes
+    /// them all when the child ends). False, nothing copied, when the length
+    /// differs.
+    pub(crate) fn peek_into(&self, dest: &mut [u8]) -> Result<bool, crate::cell::ReadRefused> {
+        self.cell.peek(|b| {
+            let same = b.len() == dest.len();
+            if same {
+                dest.copy_from_slice(b);
+            }
+            same
+        })
+    }
+
     /// Wipes from Rust (a provider that must discard a cell it made).
     pub(crate) fn wipe_now(&self) {
         self.cell.wipe();

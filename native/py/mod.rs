@@ -14,5 +14,6 @@ pub(crate) mod faults;
 pub(crate) mod policy;
 pub(crate) mod prompt;
 pub(crate) mod redact;
+pub(crate) mod run;
 pub(crate) mod secrets_file;
 pub(crate) mod vault;

@@ -6,6 +6,7 @@
 //!   environment, and the `openat2`/`openat`/`readlinkat` calls behind the
 //!   secrets directory.
 //! - [`tty`]: the terminal calls behind `Prompt` (echo off, read into locked memory).
+//! - [`spawn`]: `cypher-cell run`'s child, started with `posix_spawnp` (its environment read in place).
 //! - [`fault`]: the tests' way to make the Nth OS call of a kind fail (inert unless armed).
 //!
 //! Linux is the one system implemented and tested. Every function returns the
@@ -18,6 +19,7 @@ compile_error!("cypher_cell's memory engine is implemented for Linux only so far
 
 use std::fmt;
 use std::io;
+use std::mem::MaybeUninit;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -25,6 +27,7 @@ use std::sync::OnceLock;
 use self::fault::Call;
 
 pub mod fault;
+pub mod spawn;
 pub mod tty;
 
 /// A failed system call: which one, and the errno it returned.
@@ -68,6 +71,50 @@ pub fn page_size() -> usize {
             .filter(|s| s.is_power_of_two())
             .unwrap_or(4096)
     })
+}
+
+/// Every asynchronous signal blocked in the calling thread until this is
+/// dropped, when the thread's previous mask comes back. A thread started
+/// meanwhile inherits the full mask from its first instruction: a helper
+/// thread (the TTL reaper) must never be the one a process-directed
+/// signal is delivered to (SIGTERM's default action there would end the
+/// process instead of reaching Python's handler, or `cypher-cell run`'s
+/// signal thread that forwards it to the child).
+pub struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    pub fn all() -> SysResult<Self> {
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+        // SAFETY: sigfillset/sigdelset initialise and edit the set we own;
+        // pthread_sigmask reads `all` and writes the old mask into `old`.
+        let rc = unsafe {
+            libc::sigfillset(all.as_mut_ptr());
+            // Faults are synchronous: blocking them is undefined behaviour
+            // when one is raised by the thread itself.
+            for sig in [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGILL] {
+                libc::sigdelset(all.as_mut_ptr(), sig);
+            }
+            libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr())
+        };
+        if rc != 0 {
+            return Err(SysError {
+                call: "pthread_sigmask",
+                errno: rc,
+            });
+        }
+        // SAFETY: pthread_sigmask succeeded, so it wrote the old mask.
+        Ok(SignalsBlocked(unsafe { old.assume_init() }))
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores a mask pthread_sigmask itself gave us.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
 }
 
 /// Reserves `len` bytes of address space with no access rights. The caller

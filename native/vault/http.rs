@@ -209,7 +209,17 @@ fn classify(address: &str, e: ureq::Error) -> Failure {
             address: address.into(),
             why: format!("the reply is over {MAX_BODY} bytes; refused"),
         }),
-        other => Failure::Transient(other.to_string()),
+        // A reply that is not HTTP, or headers past ureq's limit: this
+        // server is not answering as Vault does; another may.
+        E::Protocol(_) | E::LargeResponseHeader(..) | E::BodyStalled => {
+            Failure::Transient(format!("a malformed reply ({e})"))
+        }
+        // A request that cannot be made (a path no URI can hold): the same
+        // everywhere, so not retried.
+        other => Failure::Fatal(HttpError::Reply {
+            address: address.into(),
+            why: format!("the request could not be made ({other})"),
+        }),
     }
 }
 
@@ -301,7 +311,7 @@ impl Client {
         req: &Request<'_>,
         left: Duration,
     ) -> Result<Response, Failure> {
-        let url = format!("{address}/v1/{}", req.path);
+        let url = format!("{address}/v1/{}", encode_path(req.path));
         let fail = |e| classify(address, e);
         let sent = match req.method {
             Method::Get => {
@@ -382,6 +392,20 @@ impl Client {
             len,
         })
     }
+}
+
+/// A path with every byte but unreserved ones and `/` percent-encoded, as
+/// the `vault` CLI sends it (`secret/my app` is `secret/my%20app`).
+fn encode_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for &b in path.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A status that sends the request elsewhere, in words; Vault's own error
@@ -494,6 +518,18 @@ mod tests {
         ] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn paths_are_percent_encoded() {
+        assert_eq!(
+            encode_path("secret/my app?x#é"),
+            "secret/my%20app%3Fx%23%C3%A9"
+        );
+        assert_eq!(
+            encode_path("sys/internal/ui/mounts/a-b_c.d~"),
+            "sys/internal/ui/mounts/a-b_c.d~"
+        );
     }
 
     #[test]
