@@ -407,6 +407,10 @@ fn round(shared: &Shared) -> Option<Instant> {
     let client = Client::new(&shared.config).map_err(|e| describe(&e));
     let mut results = Vec::with_capacity(jobs.len());
     for job in &jobs {
+        // The server counts a renewal's grant from when it handles the
+        // request: counted here from just before it was sent, a cell's
+        // deadline never runs past the lease's end on the server.
+        let sent = Instant::now();
         let result = client
             .as_ref()
             .map_err(Clone::clone)
@@ -429,12 +433,12 @@ fn round(shared: &Shared) -> Option<Instant> {
                     })
                 }
             });
-        results.push(result);
+        results.push((sent, result));
     }
     drop(client);
     let mut s = lock(shared);
     let now = Instant::now();
-    for (job, result) in jobs.into_iter().zip(&results) {
+    for (job, (sent, result)) in jobs.into_iter().zip(&results) {
         match job {
             Job::Token(_) => {
                 if let Some(t) = s.login.as_mut() {
@@ -443,6 +447,7 @@ fn round(shared: &Shared) -> Option<Instant> {
                         &mut t.renew_at,
                         &mut t.expires,
                         result,
+                        *sent,
                         now,
                     );
                 }
@@ -454,6 +459,7 @@ fn round(shared: &Shared) -> Option<Instant> {
                         &mut l.renew_at,
                         &mut l.expires,
                         result,
+                        *sent,
                         now,
                     ) {
                         for (cell, cap) in &l.cells {
@@ -478,19 +484,22 @@ fn round(shared: &Shared) -> Option<Instant> {
     soonest
 }
 
-/// Updates a lease after a renewal attempt; true if its end moved.
+/// Updates a lease after a renewal attempt sent at `sent`; true if its end
+/// moved. A grant is counted from `sent`, not from when the answer was
+/// read (`now`): the lease cannot end on the server before the cells.
 fn renewed(
     renewable: &mut bool,
     renew_at: &mut Instant,
     expires: &mut Instant,
     result: &Result<(u64, bool), String>,
+    sent: Instant,
     now: Instant,
 ) -> bool {
     match result {
         Ok((secs, still)) => {
             let granted = Duration::from_secs(*secs);
-            *expires = now + granted;
-            *renew_at = renew_point(now, granted);
+            *expires = sent + granted;
+            *renew_at = renew_point(sent, granted);
             *renewable = *still && granted >= MIN_GRANT;
             true
         }
@@ -503,5 +512,46 @@ fn renewed(
             }
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_counts_from_when_the_renewal_was_sent() {
+        let sent = Instant::now();
+        let now = sent + Duration::from_secs(3); // a slow round
+        let (mut renewable, mut renew_at, mut expires) = (true, sent, sent);
+        assert!(renewed(
+            &mut renewable,
+            &mut renew_at,
+            &mut expires,
+            &Ok((60, true)),
+            sent,
+            now
+        ));
+        // Never past the server's end of the lease (sent + 60 s at the latest).
+        assert_eq!(expires, sent + Duration::from_secs(60));
+        assert!(renew_at < expires && renewable);
+    }
+
+    #[test]
+    fn a_failed_renewal_keeps_the_end_and_retries_before_it() {
+        let sent = Instant::now();
+        let end = sent + Duration::from_secs(30);
+        let (mut renewable, mut renew_at, mut expires) = (true, sent, end);
+        let failed: Result<(u64, bool), String> = Err("down".into());
+        assert!(!renewed(
+            &mut renewable,
+            &mut renew_at,
+            &mut expires,
+            &failed,
+            sent,
+            sent
+        ));
+        assert_eq!(expires, end);
+        assert!(renew_at > sent && renew_at < end && renewable);
     }
 }
