@@ -122,7 +122,7 @@ def _policy_schema(policy: Policy, source: object, handler: GetCoreSchemaHandler
     )
 
 
-def _json_schema(cls: type, schema: object, handler: object) -> dict[str, object]:
+def _json_schema(owner: object, schema: object, handler: object) -> dict[str, object]:
     """`CypherCell.__get_pydantic_json_schema__` and `Policy`'s delegate here."""
     return dict(_JSON_SCHEMA)
 

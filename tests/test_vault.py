@@ -19,7 +19,6 @@ import secrets
 import socket
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ def name() -> str:
 @pytest.fixture(params=["http", "tls"])
 def server(request: pytest.FixtureRequest) -> OpenBao:
     return request.getfixturevalue("openbao" if request.param == "http" else "openbao_tls")  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SecretStore]]:
-    made: list[SecretStore] = []
-    yield made
-    for store in made:
-        store.close()
 
 
 def vault(server: OpenBao, *paths: str, **kw: object) -> Vault:

@@ -23,7 +23,7 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,14 +132,6 @@ def token_record(server: OpenBao, accessor: str) -> dict[str, object] | None:
     """The server's record of a token (by accessor), None once revoked."""
     status, r = server.api("POST", "auth/token/lookup-accessor", {"accessor": accessor}, check=False)
     return r.get("data") if status == 200 else None  # type: ignore[return-value]
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SecretStore]]:
-    made: list[SecretStore] = []
-    yield made
-    for store in made:
-        store.close()
 
 
 @pytest.mark.parametrize("login", sorted(LOGINS))

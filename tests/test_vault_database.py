@@ -14,7 +14,6 @@ for an assertion.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -86,14 +85,6 @@ def expire_time(lease: dict[str, object]) -> datetime:
     """The lease's end (the server writes nanoseconds; Python takes micro)."""
     whole, _, fraction = str(lease["expire_time"]).rstrip("Z").partition(".")
     return datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SecretStore]]:
-    made: list[SecretStore] = []
-    yield made
-    for store in made:
-        store.close()
 
 
 def test_credentials_come_with_a_renewable_lease_and_log_in(

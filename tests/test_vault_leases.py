@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterator
 
 import pytest
 from support.openbao import OpenBao
@@ -41,14 +40,6 @@ def pki(openbao: OpenBao) -> OpenBao:
         },
     )
     return openbao
-
-
-@pytest.fixture
-def stores() -> Iterator[list[SecretStore]]:
-    made: list[SecretStore] = []
-    yield made
-    for store in made:
-        store.close()
 
 
 def issue(server: OpenBao, **kw: object) -> SecretStore:

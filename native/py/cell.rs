@@ -413,19 +413,14 @@ impl CypherCell {
         self.__copy__()
     }
 
-    /// pydantic's hook for a field typed `CypherCell`. It imports
-    /// `cypher_cell.pydantic` (and so pydantic) only when pydantic asks:
-    /// `import cypher_cell` never imports pydantic.
+    /// pydantic's hook for a field typed `CypherCell`.
     #[classmethod]
     fn __get_pydantic_core_schema__<'py>(
         cls: &Bound<'py, PyType>,
         source: &Bound<'py, PyAny>,
         handler: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        cls.py()
-            .import("cypher_cell.pydantic")?
-            .getattr("_core_schema")?
-            .call1((cls, source, handler))
+        super::pydantic_hook("_core_schema", cls.as_any(), source, handler)
     }
 
     /// pydantic's JSON schema hook: a write-only password string.
@@ -435,10 +430,7 @@ impl CypherCell {
         core_schema: &Bound<'py, PyAny>,
         handler: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        cls.py()
-            .import("cypher_cell.pydantic")?
-            .getattr("_json_schema")?
-            .call1((cls, core_schema, handler))
+        super::pydantic_hook("_json_schema", cls.as_any(), core_schema, handler)
     }
 }
 

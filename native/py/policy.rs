@@ -318,17 +318,13 @@ impl Policy {
 
     /// pydantic's hook for a `Policy` in `Annotated[CypherCell, Policy(...)]`
     /// (pydantic's documented way for metadata to shape a schema): cells
-    /// made from the field's input get this policy. It imports
-    /// `cypher_cell.pydantic` only when pydantic asks.
+    /// made from the field's input get this policy.
     fn __get_pydantic_core_schema__<'py>(
         slf: &Bound<'py, Self>,
         source: &Bound<'py, PyAny>,
         handler: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("cypher_cell.pydantic")?
-            .getattr("_policy_schema")?
-            .call1((slf, source, handler))
+        super::pydantic_hook("_policy_schema", slf.as_any(), source, handler)
     }
 
     /// The JSON schema of such a field: a `CypherCell`'s (a write-only
@@ -338,10 +334,7 @@ impl Policy {
         core_schema: &Bound<'py, PyAny>,
         handler: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        slf.py()
-            .import("cypher_cell.pydantic")?
-            .getattr("_json_schema")?
-            .call1((slf.get_type(), core_schema, handler))
+        super::pydantic_hook("_json_schema", slf.as_any(), core_schema, handler)
     }
 
     fn __reduce__<'py>(

