@@ -79,6 +79,21 @@ def test_kv_v2_fields_become_keys(server: OpenBao, stores: list[SecretStore]) ->
     assert not any(v in repr(store) for v in planted.values())
 
 
+def test_a_namespace_is_where_the_path_is_read(openbao: OpenBao, stores: list[SecretStore]) -> None:
+    """`namespace=` sends X-Vault-Namespace: the same path is another secret
+    in another namespace, and absent outside it (mount detection too)."""
+    ns, path, planted = name(), name(), value()
+    openbao.bao("namespace", "create", ns)
+    openbao.bao("secrets", "enable", f"-ns={ns}", "-path=secret", "kv-v2")
+    openbao.bao("kv", "put", f"-ns={ns}", f"secret/{path}", f"K={planted}")
+    store = load_secrets(vault(openbao, f"secret/{path}", namespace=ns))
+    stores.append(store)
+    same = store["K"] == planted.encode()
+    assert same, "the namespaced value differs"
+    with pytest.raises(ProviderError, match="no such path"):
+        load_secrets(vault(openbao, f"secret/{path}"))
+
+
 def test_kv_v1_is_told_from_v2_by_its_mount(server: OpenBao, stores: list[SecretStore]) -> None:
     path, token = name(), value()
     server.kv_put(path, {"TOKEN": token}, mount=kv1(server))
