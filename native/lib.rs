@@ -21,8 +21,11 @@
 //! cell.rs          the cell state machine: Live -> Wiped | Burned | Expired; registry
 //! reaper.rs        one thread, a deadline heap on the monotonic clock
 //! dotenv/          the .env parser (python-dotenv's rules) over locked bytes, a file a stage
-//! vault/           the OpenBao/Vault client: HTTP(S) (ureq, rustls), JSON over locked bytes,
-//!                  replies, lease renewal
+//! vault/           the OpenBao/Vault client, over locked bytes
+//!   http.rs        HTTP(S) over ureq + rustls, keep-alive, failover; bodies into SecretBuf
+//!   json.rs        a JSON reader that finds values where they lie, never copying one
+//!   reply.rs       a reply's public parts (status, lease, names) and its secret spans
+//!   lease.rs       one renewal thread for the process; cells' deadlines follow leases
 //! errors.rs        Error -> Python exception (classes looked up once); warn_unlocked()
 //! pyffi/           the CPython C API where PyO3 does not reach                       [unsafe]
 //!   export.rs      Exposure: the read-only buffer export behind expose()
@@ -33,7 +36,7 @@
 //!   cell.rs        CypherCell
 //!   entry.rs       Entry (a cell and its origin), wipe_entries, stray_entry
 //!   dotenv_file.rs DotenvFile (EnvFile's native half)
-//!   environ.rs     environ_cell, scrub_environ (Environ's native half)
+//!   environ.rs     environ_cell, environ_is_set, scrub_environ (Environ's native half)
 //!   secrets_file.rs read_file_cell_at (SecretsDir's native half)
 //!   prompt.rs      prompt_cell (Prompt's native half)
 //!   vault.rs       VaultClient, VaultReply, VaultLeases (Vault's native half)
@@ -49,8 +52,8 @@
 //! (FFI calls into libc), `memory` (raw pointers into guarded pages) and
 //! `pyffi` (the CPython C API). Every block has a `// SAFETY:` comment and
 //! every `unsafe fn` a `# Safety` section (both denied by lint otherwise).
-//! `sys`, `memory`, `redact`, `cell`, `reaper`, `dotenv` and `vault` are plain Rust, free of
-//! PyO3; `errors`, `pyffi` and `py` are the Python side.
+//! `sys`, `memory`, `redact`, `cell`, `reaper`, `dotenv` and `vault` are
+//! plain Rust, free of PyO3; `errors`, `pyffi` and `py` are the Python side.
 
 use pyo3::prelude::*;
 
