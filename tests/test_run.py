@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from support.envfile import write
+from support.openbao import OpenBao
 from support.procfs import random_secret, scan_memory, secret_forms, status_kib
 
 from cypher_cell import CypherCell
@@ -326,6 +327,72 @@ def test_a_signal_that_kills_the_child_gives_128_plus_n(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGTERM)
     proc.communicate(timeout=30)
     assert proc.returncode == 128 + signal.SIGTERM
+
+
+def blocked_signals(pid: int) -> list[int]:
+    """Each thread's blocked-signal mask, from the kernel's account
+    (/proc/PID/task/TID/status, SigBlk)."""
+    masks = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as status:
+            masks.append(int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16))
+    return masks
+
+
+def test_a_sigterm_reaches_the_child_when_a_vault_source_started_a_thread(openbao: OpenBao) -> None:
+    """`--vault` starts the lease-renewal thread while loading; a thread that
+    does not block SIGTERM may be the one the kernel hands a `kill` to, and
+    SIGTERM's default action would end run at once (the child orphaned, a
+    terminal left raw). Every thread but the forwarding one (in sigwaitinfo,
+    which unblocks what it waits for) must block the forwarded signals."""
+    path = f"ccrun-{os.getpid()}-{time.monotonic_ns()}"
+    openbao.kv_put(path, {"CCRUN_TOKEN": random_secret().hex()})
+    env = dict(os.environ, BAO_ADDR=openbao.address, BAO_TOKEN=openbao.root_token)
+    for name in ("VAULT_ADDR", "VAULT_TOKEN", "BAO_NAMESPACE", "VAULT_NAMESPACE"):
+        env.pop(name, None)
+    code = SIGNAL_CHILD.format(sig=int(signal.SIGTERM))
+    proc = start(run_args("--vault", f"secret/{path}", code=code), env=env)
+    assert proc.stdout is not None
+    try:
+        assert read_until(proc.stdout.fileno(), b"ready\n") == b"ready\n"
+        masks = blocked_signals(proc.pid)
+        held = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)
+        open_to = [m for m in masks if not all(m & (1 << (sig - 1)) for sig in held)]
+        assert len(masks) >= 3, "no thread besides run's own and the forwarder's"
+        assert len(open_to) == 1, f"{len(open_to)} of run's {len(masks)} threads take SIGTERM, not 1"
+        for _ in range(5):  # each send may land on any thread that takes it
+            os.kill(proc.pid, signal.SIGTERM)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert out == f"got {int(signal.SIGTERM)}\n".encode(), err[-2000:]
+    assert proc.returncode == 40
+
+
+def test_a_sigterm_while_loading_ends_run_before_the_command_starts(tmp_path: Path) -> None:
+    """SIGTERM is held while the sources load (see above); one that came
+    meanwhile must still end run, and the command must never start."""
+    fifo = tmp_path / "fifo.env"
+    os.mkfifo(fifo)
+    marker = tmp_path / "started"
+    code = f"open({str(marker)!r}, 'w').close()"
+    proc = start(run_args("--env-file", str(fifo), code=code))
+    try:
+        time.sleep(1)  # run is waiting for a writer of the FIFO
+        os.kill(proc.pid, signal.SIGTERM)
+        try:  # non-blocking: a run that is gone already leaves no reader (ENXIO)
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            pass
+        else:
+            os.write(writer, b"CCRUN_TOKEN=" + random_secret().hex().encode() + b"\n")
+            os.close(writer)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert not marker.exists(), "the command ran after run was told to stop"
 
 
 # -- the pseudo-terminal -------------------------------------------------------------
