@@ -218,10 +218,16 @@ def _run_run(args: argparse.Namespace) -> int:
     # child orphaned, a terminal left raw) instead of being forwarded. One
     # that comes while loading ends run before the command starts, with the
     # store closed (its default action, once the block is lifted below).
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_WHILE_LOADING)
+    # With --vault, SIGINT too: the renewer lives as long as the child, and a
+    # SIGINT it took would reach Python's handler only once run's main thread
+    # wakes, ending run as interrupted with the child left running. A Vault
+    # load is bounded by its timeout; a Ctrl-C meanwhile ends run when it is
+    # done, before the command starts.
+    holding = FORWARDED if args.vault else HELD_WHILE_LOADING
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, holding)
     try:
         with load_secrets(*_sources(args), required=args.required) as store:
-            if signal.sigpending() & (set(HELD_WHILE_LOADING) - {signal.SIGWINCH}):
+            if signal.sigpending() & (set(holding) - {signal.SIGWINCH}):
                 return 1
             return run_command(command, store, mask=not args.no_mask)
     except RunError as exc:

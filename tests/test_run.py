@@ -29,6 +29,7 @@ from support.openbao import OpenBao
 from support.procfs import random_secret, scan_memory, secret_forms, status_kib
 
 from cypher_cell import CypherCell
+from cypher_cell.run import FORWARDED
 
 REDACTED = b"[REDACTED]"
 
@@ -339,34 +340,39 @@ def blocked_signals(pid: int) -> list[int]:
     return masks
 
 
-def test_a_sigterm_reaches_the_child_when_a_vault_source_started_a_thread(openbao: OpenBao) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_reaches_the_child_when_a_vault_source_started_a_thread(
+    openbao: OpenBao, sig: signal.Signals
+) -> None:
     """`--vault` starts the lease-renewal thread while loading; a thread that
     does not block SIGTERM may be the one the kernel hands a `kill` to, and
     SIGTERM's default action would end run at once (the child orphaned, a
-    terminal left raw). Every thread but the forwarding one (in sigwaitinfo,
+    terminal left raw); a SIGINT it took would end run as interrupted, the
+    child not signalled. Every thread but the forwarding one (in sigwaitinfo,
     which unblocks what it waits for) must block the forwarded signals."""
     path = f"ccrun-{os.getpid()}-{time.monotonic_ns()}"
     openbao.kv_put(path, {"CCRUN_TOKEN": random_secret().hex()})
     env = dict(os.environ, BAO_ADDR=openbao.address, BAO_TOKEN=openbao.root_token)
     for name in ("VAULT_ADDR", "VAULT_TOKEN", "BAO_NAMESPACE", "VAULT_NAMESPACE"):
         env.pop(name, None)
-    code = SIGNAL_CHILD.format(sig=int(signal.SIGTERM))
+    code = SIGNAL_CHILD.format(sig=int(sig))
     proc = start(run_args("--vault", f"secret/{path}", code=code), env=env)
     assert proc.stdout is not None
     try:
         assert read_until(proc.stdout.fileno(), b"ready\n") == b"ready\n"
         masks = blocked_signals(proc.pid)
-        held = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH)
-        open_to = [m for m in masks if not all(m & (1 << (sig - 1)) for sig in held)]
+        open_to = [m for m in masks if not all(m & (1 << (s - 1)) for s in FORWARDED)]
         assert len(masks) >= 3, "no thread besides run's own and the forwarder's"
-        assert len(open_to) == 1, f"{len(open_to)} of run's {len(masks)} threads take SIGTERM, not 1"
+        assert len(open_to) == 1, (
+            f"{len(open_to)} of run's {len(masks)} threads take a forwarded signal, not 1"
+        )
         for _ in range(5):  # each send may land on any thread that takes it
-            os.kill(proc.pid, signal.SIGTERM)
+            os.kill(proc.pid, sig)
             time.sleep(0.05)
         out, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert out == f"got {int(signal.SIGTERM)}\n".encode(), err[-2000:]
+    assert out == f"got {int(sig)}\n".encode(), err[-2000:]
     assert proc.returncode == 40
 
 
