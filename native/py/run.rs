@@ -8,7 +8,7 @@
 //! out, the read bytes zeroed. No value, and no unmasked output, becomes a
 //! Python object.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -137,18 +137,21 @@ fn spawn_with_secrets(
         Ok(())
     })?;
 
-    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    arg_ptrs.push(std::ptr::null());
+    let arg_refs: Vec<&CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let started = block.with_bytes(|bytes| {
-        let mut env_ptrs: Vec<*const libc::c_char> = offsets
+        // Each entry was written NUL-terminated above: views into the block.
+        let entries = offsets
             .iter()
-            .map(|&o| bytes[o..].as_ptr().cast::<libc::c_char>())
-            .collect();
-        env_ptrs.push(std::ptr::null());
+            .map(|&o| CStr::from_bytes_until_nul(&bytes[o..]))
+            .collect::<Result<Vec<&CStr>, _>>()
+            .map_err(|_| SysError {
+                call: "posix_spawnp",
+                errno: libc::EINVAL,
+            })?;
         spawn(&Spawn {
             file: &args[0],
-            argv: &arg_ptrs,
-            envp: &env_ptrs,
+            argv: &arg_refs,
+            envp: &entries,
             stdio,
             pty: pty.as_deref(),
             default_signals: &default_signals,
