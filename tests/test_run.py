@@ -588,6 +588,35 @@ def test_a_reader_closing_the_pipe_ends_run_cleanly(tmp_path: Path) -> None:
     ]  # the child's SIGPIPE, as a shell reports it
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failing_write_of_ours_ends_that_output_and_run_still_waits_for_the_child(tmp_path: Path) -> None:
+    """Our stdout fails with ENOSPC (/dev/full): that output is dropped, as
+    for a broken pipe, the child still has its stderr passed through and is
+    waited for, and run reports the error in one line (no traceback) and
+    exits 1 instead of leaving the child running unsupervised."""
+    path = env_file(tmp_path, CCRUN_TOKEN=random_secret())
+    code = """
+        import os, sys, time
+        os.write(1, b"to stdout\\n")
+        time.sleep(0.5)
+        os.write(2, b"still here\\n")
+        sys.exit(0)
+    """
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            run_args("--env-file", str(path), code=code),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    assert b"Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert b"still here\n" in proc.stderr, "the child's stderr was cut off"
+    assert b"No space left on device" in proc.stderr
+    assert proc.returncode == 1
+
+
 def test_a_child_closing_stdout_early_ends_cleanly(tmp_path: Path) -> None:
     secret = random_secret()
     path = env_file(tmp_path, CCRUN_TOKEN=secret)

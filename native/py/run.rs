@@ -192,7 +192,9 @@ fn os_error(e: SysError) -> PyErr {
 /// One output of the child, copied masked from `source` to `sink`. The
 /// bytes read land in locked memory and are zeroed once masked; what is
 /// written is masked. A sink that breaks (EPIPE: our reader left; EIO: our
-/// terminal hung up) is noted (`sink_open`) and the rest is dropped.
+/// terminal hung up; or any other write error, ENOSPC say) is noted
+/// (`sink_open`, `sink_errno`) and the rest is dropped: the caller closes the
+/// source, so the child meets a broken pipe, and still waits for it.
 #[pyclass(frozen, module = "cypher_cell._native", name = "MaskedOutput")]
 pub struct MaskedOutput {
     source: RawFd,
@@ -203,7 +205,8 @@ pub struct MaskedOutput {
 struct Inner {
     stream: Stream,
     buf: SecretBuf,
-    sink_open: bool,
+    /// The errno of the write that broke the sink; None while it works.
+    sink_error: Option<i32>,
 }
 
 impl MaskedOutput {
@@ -214,16 +217,13 @@ impl MaskedOutput {
 
 impl Inner {
     fn emit(&mut self, sink: RawFd, out: &[u8]) -> Result<(), SysError> {
-        if !self.sink_open || out.is_empty() {
+        if self.sink_error.is_some() || out.is_empty() {
             return Ok(());
         }
-        match spawn::write_all(sink, out) {
-            Err(e) if e.errno == libc::EPIPE || e.errno == libc::EIO => {
-                self.sink_open = false;
-                Ok(())
-            }
-            other => other,
+        if let Err(e) = spawn::write_all(sink, out) {
+            self.sink_error = Some(e.errno);
         }
+        Ok(())
     }
 }
 
@@ -243,7 +243,7 @@ impl MaskedOutput {
             inner: Mutex::new(Inner {
                 stream: Stream::default(),
                 buf,
-                sink_open: true,
+                sink_error: None,
             }),
         })
     }
@@ -297,10 +297,17 @@ impl MaskedOutput {
         .map_err(os_error)
     }
 
-    /// False once a write to `sink` met EPIPE or EIO.
+    /// False once a write to `sink` failed.
     #[getter]
     fn sink_open(&self) -> bool {
-        self.inner().sink_open
+        self.inner().sink_error.is_none()
+    }
+
+    /// The errno of the write to `sink` that failed (EPIPE, EIO, ENOSPC...);
+    /// None while it works.
+    #[getter]
+    fn sink_errno(&self) -> Option<i32> {
+        self.inner().sink_error
     }
 }
 
