@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,10 +20,14 @@ from cypher_cell.errors import CypherCellError
 from cypher_cell.loader import load_secrets
 from cypher_cell.providers import EnvFile, Environ, Provider, SecretsDir, Vault
 from cypher_cell.providers.envfile import NOT_A_KEY, NUL, loose_permissions
-from cypher_cell.run import RunError, run_command
+from cypher_cell.run import FORWARDED, RunError, run_command
 from cypher_cell.store import SecretStore
 
 Command = Callable[[argparse.Namespace], int]
+
+#: `run`'s forwarded signals that have no Python handler (SIGINT has one:
+#: left unblocked, Ctrl-C still interrupts a load that hangs).
+HELD_WHILE_LOADING = tuple(sig for sig in FORWARDED if sig != signal.SIGINT)
 
 
 def _run_doctor(args: argparse.Namespace) -> int:
@@ -207,8 +212,23 @@ def _run_run(args: argparse.Namespace) -> int:
             "cypher-cell run: no command given (cypher-cell run [options] -- CMD [ARGS...])", file=sys.stderr
         )
         return 2
+    # Blocked before any source starts a thread (the Vault lease renewer), so
+    # that every thread inherits the block: a signal with no Python handler
+    # that the kernel handed to such a thread would end run at once (the
+    # child orphaned, a terminal left raw) instead of being forwarded. One
+    # that comes while loading ends run before the command starts, with the
+    # store closed (its default action, once the block is lifted below).
+    # With --vault, SIGINT too: the renewer lives as long as the child, and a
+    # SIGINT it took would reach Python's handler only once run's main thread
+    # wakes, ending run as interrupted with the child left running. A Vault
+    # load is bounded by its timeout; a Ctrl-C meanwhile ends run when it is
+    # done, before the command starts.
+    holding = FORWARDED if args.vault else HELD_WHILE_LOADING
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, holding)
     try:
         with load_secrets(*_sources(args), required=args.required) as store:
+            if signal.sigpending() & (set(holding) - {signal.SIGWINCH}):
+                return 1
             return run_command(command, store, mask=not args.no_mask)
     except RunError as exc:
         print(f"cypher-cell run: {exc}", file=sys.stderr)
@@ -216,6 +236,8 @@ def _run_run(args: argparse.Namespace) -> int:
     except (CypherCellError, ValueError) as exc:
         print(f"cypher-cell run: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

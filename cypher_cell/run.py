@@ -43,11 +43,16 @@ SI_KERNEL = 0x80
 #: What Python ignores for itself; the child gets the default back, as
 #: subprocess's restore_signals does.
 RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
+#: How a sink ends without an error to report: our reader left, our
+#: terminal hung up.
+BROKEN = (errno.EPIPE, errno.EIO)
 
 
 class RunError(Exception):
     """The command could not be started (the message names it); `status`
-    is the shell's convention: 127 not found, 126 not executable."""
+    is the shell's convention: 127 not found, 126 not executable. Or its
+    output could not be written (ENOSPC, say): `status` 1, once the command
+    has ended."""
 
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
@@ -280,6 +285,11 @@ def _supervise(child: _Child, plan: _Plan) -> int:
             os.set_blocking(plan.master, False)
         _Loop(plan.pumps, stdin_to, child).run()
         _, wait_status = os.waitpid(child.pid, 0)
+        # A sink that failed otherwise than by its reader leaving (EPIPE) or
+        # its terminal hanging up (EIO) lost output: say so, as `cat` does.
+        failed = [p.masked.sink_errno for p in plan.pumps if p.masked.sink_errno not in (None, *BROKEN)]
+        if failed:
+            raise RunError(f"writing the command's output: {os.strerror(failed[0] or 0)}", 1)
         return exit_status(wait_status)
     finally:
         if raw is not None:

@@ -25,9 +25,11 @@ from pathlib import Path
 
 import pytest
 from support.envfile import write
+from support.openbao import OpenBao
 from support.procfs import random_secret, scan_memory, secret_forms, status_kib
 
 from cypher_cell import CypherCell
+from cypher_cell.run import FORWARDED
 
 REDACTED = b"[REDACTED]"
 
@@ -328,6 +330,77 @@ def test_a_signal_that_kills_the_child_gives_128_plus_n(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM
 
 
+def blocked_signals(pid: int) -> list[int]:
+    """Each thread's blocked-signal mask, from the kernel's account
+    (/proc/PID/task/TID/status, SigBlk)."""
+    masks = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as status:
+            masks.append(int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16))
+    return masks
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_reaches_the_child_when_a_vault_source_started_a_thread(
+    openbao: OpenBao, sig: signal.Signals
+) -> None:
+    """`--vault` starts the lease-renewal thread while loading; a thread that
+    does not block SIGTERM may be the one the kernel hands a `kill` to, and
+    SIGTERM's default action would end run at once (the child orphaned, a
+    terminal left raw); a SIGINT it took would end run as interrupted, the
+    child not signalled. Every thread but the forwarding one (in sigwaitinfo,
+    which unblocks what it waits for) must block the forwarded signals."""
+    path = f"ccrun-{os.getpid()}-{time.monotonic_ns()}"
+    openbao.kv_put(path, {"CCRUN_TOKEN": random_secret().hex()})
+    env = dict(os.environ, BAO_ADDR=openbao.address, BAO_TOKEN=openbao.root_token)
+    for name in ("VAULT_ADDR", "VAULT_TOKEN", "BAO_NAMESPACE", "VAULT_NAMESPACE"):
+        env.pop(name, None)
+    code = SIGNAL_CHILD.format(sig=int(sig))
+    proc = start(run_args("--vault", f"secret/{path}", code=code), env=env)
+    assert proc.stdout is not None
+    try:
+        assert read_until(proc.stdout.fileno(), b"ready\n") == b"ready\n"
+        masks = blocked_signals(proc.pid)
+        open_to = [m for m in masks if not all(m & (1 << (s - 1)) for s in FORWARDED)]
+        assert len(masks) >= 3, "no thread besides run's own and the forwarder's"
+        assert len(open_to) == 1, (
+            f"{len(open_to)} of run's {len(masks)} threads take a forwarded signal, not 1"
+        )
+        for _ in range(5):  # each send may land on any thread that takes it
+            os.kill(proc.pid, sig)
+            time.sleep(0.05)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert out == f"got {int(sig)}\n".encode(), err[-2000:]
+    assert proc.returncode == 40
+
+
+def test_a_sigterm_while_loading_ends_run_before_the_command_starts(tmp_path: Path) -> None:
+    """SIGTERM is held while the sources load (see above); one that came
+    meanwhile must still end run, and the command must never start."""
+    fifo = tmp_path / "fifo.env"
+    os.mkfifo(fifo)
+    marker = tmp_path / "started"
+    code = f"open({str(marker)!r}, 'w').close()"
+    proc = start(run_args("--env-file", str(fifo), code=code))
+    try:
+        time.sleep(1)  # run is waiting for a writer of the FIFO
+        os.kill(proc.pid, signal.SIGTERM)
+        try:  # non-blocking: a run that is gone already leaves no reader (ENXIO)
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            pass
+        else:
+            os.write(writer, b"CCRUN_TOKEN=" + random_secret().hex().encode() + b"\n")
+            os.close(writer)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert not marker.exists(), "the command ran after run was told to stop"
+
+
 # -- the pseudo-terminal -------------------------------------------------------------
 
 
@@ -513,6 +586,35 @@ def test_a_reader_closing_the_pipe_ends_run_cleanly(tmp_path: Path) -> None:
     assert r.stderr.strip().endswith(b"status 141"), r.stderr[
         -2000:
     ]  # the child's SIGPIPE, as a shell reports it
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failing_write_of_ours_ends_that_output_and_run_still_waits_for_the_child(tmp_path: Path) -> None:
+    """Our stdout fails with ENOSPC (/dev/full): that output is dropped, as
+    for a broken pipe, the child still has its stderr passed through and is
+    waited for, and run reports the error in one line (no traceback) and
+    exits 1 instead of leaving the child running unsupervised."""
+    path = env_file(tmp_path, CCRUN_TOKEN=random_secret())
+    code = """
+        import os, sys, time
+        os.write(1, b"to stdout\\n")
+        time.sleep(0.5)
+        os.write(2, b"still here\\n")
+        sys.exit(0)
+    """
+    with open("/dev/full", "wb") as full:
+        proc = subprocess.run(
+            run_args("--env-file", str(path), code=code),
+            stdin=subprocess.DEVNULL,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    assert b"Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert b"still here\n" in proc.stderr, "the child's stderr was cut off"
+    assert b"No space left on device" in proc.stderr
+    assert proc.returncode == 1
 
 
 def test_a_child_closing_stdout_early_ends_cleanly(tmp_path: Path) -> None:

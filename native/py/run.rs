@@ -8,7 +8,7 @@
 //! out, the read bytes zeroed. No value, and no unmasked output, becomes a
 //! Python object.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 
@@ -137,18 +137,21 @@ fn spawn_with_secrets(
         Ok(())
     })?;
 
-    let mut arg_ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    arg_ptrs.push(std::ptr::null());
+    let arg_refs: Vec<&CStr> = args.iter().map(|a| a.as_c_str()).collect();
     let started = block.with_bytes(|bytes| {
-        let mut env_ptrs: Vec<*const libc::c_char> = offsets
+        // Each entry was written NUL-terminated above: views into the block.
+        let entries = offsets
             .iter()
-            .map(|&o| bytes[o..].as_ptr().cast::<libc::c_char>())
-            .collect();
-        env_ptrs.push(std::ptr::null());
+            .map(|&o| CStr::from_bytes_until_nul(&bytes[o..]))
+            .collect::<Result<Vec<&CStr>, _>>()
+            .map_err(|_| SysError {
+                call: "posix_spawnp",
+                errno: libc::EINVAL,
+            })?;
         spawn(&Spawn {
             file: &args[0],
-            argv: &arg_ptrs,
-            envp: &env_ptrs,
+            argv: &arg_refs,
+            envp: &entries,
             stdio,
             pty: pty.as_deref(),
             default_signals: &default_signals,
@@ -189,7 +192,9 @@ fn os_error(e: SysError) -> PyErr {
 /// One output of the child, copied masked from `source` to `sink`. The
 /// bytes read land in locked memory and are zeroed once masked; what is
 /// written is masked. A sink that breaks (EPIPE: our reader left; EIO: our
-/// terminal hung up) is noted (`sink_open`) and the rest is dropped.
+/// terminal hung up; or any other write error, ENOSPC say) is noted
+/// (`sink_open`, `sink_errno`) and the rest is dropped: the caller closes the
+/// source, so the child meets a broken pipe, and still waits for it.
 #[pyclass(frozen, module = "cypher_cell._native", name = "MaskedOutput")]
 pub struct MaskedOutput {
     source: RawFd,
@@ -200,7 +205,8 @@ pub struct MaskedOutput {
 struct Inner {
     stream: Stream,
     buf: SecretBuf,
-    sink_open: bool,
+    /// The errno of the write that broke the sink; None while it works.
+    sink_error: Option<i32>,
 }
 
 impl MaskedOutput {
@@ -211,16 +217,13 @@ impl MaskedOutput {
 
 impl Inner {
     fn emit(&mut self, sink: RawFd, out: &[u8]) -> Result<(), SysError> {
-        if !self.sink_open || out.is_empty() {
+        if self.sink_error.is_some() || out.is_empty() {
             return Ok(());
         }
-        match spawn::write_all(sink, out) {
-            Err(e) if e.errno == libc::EPIPE || e.errno == libc::EIO => {
-                self.sink_open = false;
-                Ok(())
-            }
-            other => other,
+        if let Err(e) = spawn::write_all(sink, out) {
+            self.sink_error = Some(e.errno);
         }
+        Ok(())
     }
 }
 
@@ -240,7 +243,7 @@ impl MaskedOutput {
             inner: Mutex::new(Inner {
                 stream: Stream::default(),
                 buf,
-                sink_open: true,
+                sink_error: None,
             }),
         })
     }
@@ -294,10 +297,17 @@ impl MaskedOutput {
         .map_err(os_error)
     }
 
-    /// False once a write to `sink` met EPIPE or EIO.
+    /// False once a write to `sink` failed.
     #[getter]
     fn sink_open(&self) -> bool {
-        self.inner().sink_open
+        self.inner().sink_error.is_none()
+    }
+
+    /// The errno of the write to `sink` that failed (EPIPE, EIO, ENOSPC...);
+    /// None while it works.
+    #[getter]
+    fn sink_errno(&self) -> Option<i32> {
+        self.inner().sink_error
     }
 }
 

@@ -32,12 +32,13 @@ pub enum Stdio {
     Pty,
 }
 
-/// A child to start. `argv` and `envp` are NULL-terminated arrays of
-/// NUL-terminated strings that stay valid for the call.
+/// A child to start. `argv` and `envp` are borrowed strings (the NULL-
+/// terminated pointer arrays exec wants are built here, so a caller in safe
+/// Rust cannot hand posix_spawnp a dangling or unterminated pointer).
 pub struct Spawn<'a> {
     pub file: &'a CStr,
-    pub argv: &'a [*const libc::c_char],
-    pub envp: &'a [*const libc::c_char],
+    pub argv: &'a [&'a CStr],
+    pub envp: &'a [&'a CStr],
     pub stdio: [Stdio; 3],
     /// A pty slave to open in a new session as the controlling terminal.
     pub pty: Option<&'a CStr>,
@@ -78,8 +79,7 @@ impl Drop for Plan {
 /// Starts the child; returns its pid once it has exec'd (glibc reports a
 /// failed exec, ENOENT or EACCES say, as this call's error).
 pub fn spawn(s: &Spawn<'_>) -> Result<libc::pid_t, SysError> {
-    let terminated = |a: &[*const libc::c_char]| a.last().is_some_and(|p| p.is_null());
-    if !terminated(s.argv) || !terminated(s.envp) || s.argv.len() < 2 {
+    if s.argv.is_empty() {
         return Err(SysError {
             call: "posix_spawnp",
             errno: libc::EINVAL,
@@ -178,11 +178,21 @@ pub fn spawn(s: &Spawn<'_>) -> Result<libc::pid_t, SysError> {
         })?;
     }
 
+    // The arrays hold only addresses of the borrowed strings (for envp, the
+    // caller's locked block), never a copy of their bytes.
+    let pointers = |strings: &[&CStr]| -> Vec<*const libc::c_char> {
+        strings
+            .iter()
+            .map(|c| c.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect()
+    };
+    let (argv, envp) = (pointers(s.argv), pointers(s.envp));
     let mut pid: libc::pid_t = 0;
     // SAFETY: all pointers are valid for the call: `file` is NUL-terminated,
-    // `argv` and `envp` are NULL-terminated arrays of NUL-terminated strings
-    // (checked above; their strings are the caller's, alive for the call),
-    // and the attribute and action objects are initialised. posix_spawnp
+    // `argv` and `envp` are NULL-terminated arrays (built just above) of
+    // pointers to NUL-terminated strings borrowed for 'a, so alive for the
+    // call; the attribute and action objects are initialised. posix_spawnp
     // does not keep any of them after it returns.
     check("posix_spawnp", unsafe {
         libc::posix_spawnp(
@@ -190,8 +200,8 @@ pub fn spawn(s: &Spawn<'_>) -> Result<libc::pid_t, SysError> {
             s.file.as_ptr(),
             actions,
             attr,
-            s.argv.as_ptr() as *const *mut libc::c_char,
-            s.envp.as_ptr() as *const *mut libc::c_char,
+            argv.as_ptr() as *const *mut libc::c_char,
+            envp.as_ptr() as *const *mut libc::c_char,
         )
     })?;
     Ok(pid)
@@ -271,10 +281,8 @@ mod tests {
     }
 
     fn start(argv: &[&CString], env: &[&CString]) -> Result<libc::pid_t, SysError> {
-        let mut args: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-        args.push(std::ptr::null());
-        let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
-        envp.push(std::ptr::null());
+        let args: Vec<&CStr> = argv.iter().map(|a| a.as_c_str()).collect();
+        let envp: Vec<&CStr> = env.iter().map(|e| e.as_c_str()).collect();
         spawn(&Spawn {
             file: argv[0],
             argv: &args,
@@ -309,20 +317,18 @@ mod tests {
     }
 
     #[test]
-    fn unterminated_arrays_and_a_pty_without_a_path_are_refused() {
+    fn an_empty_argv_and_a_pty_without_a_path_are_refused() {
         let sh = c("sh");
-        let args = [sh.as_ptr()]; // no NULL
-        let envp = [std::ptr::null()];
         let mut s = Spawn {
             file: &sh,
-            argv: &args,
-            envp: &envp,
+            argv: &[],
+            envp: &[],
             stdio: [Stdio::Inherit; 3],
             pty: None,
             default_signals: &[],
         };
         assert_eq!(spawn(&s).unwrap_err().errno, libc::EINVAL);
-        let args = [sh.as_ptr(), std::ptr::null()];
+        let args = [sh.as_c_str()];
         s.argv = &args;
         s.stdio = [Stdio::Inherit, Stdio::Pty, Stdio::Inherit];
         assert_eq!(spawn(&s).unwrap_err().errno, libc::EINVAL);
