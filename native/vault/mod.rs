@@ -139,9 +139,14 @@ pub fn send_all(
         worker();
     } else {
         std::thread::scope(|scope| {
+            // The workers are born with every signal blocked (the caller's
+            // mask comes back once they are started): a signal sent to the
+            // process during a load goes to a thread that handles it.
+            let blocked = crate::sys::SignalsBlocked::all();
             for _ in 0..workers {
                 scope.spawn(worker);
             }
+            drop(blocked);
         });
     }
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
