@@ -162,7 +162,8 @@ def test_the_renewal_thread_and_the_load_workers_block_every_signal(pki: OpenBao
         "for tid in os.listdir('/proc/self/task'):\n"
         "    status = open(f'/proc/self/task/{tid}/status').read().splitlines()\n"
         "    mask = int(next(l for l in status if l.startswith('SigBlk:')).split()[1], 16)\n"
-        "    masks.append((int(tid) == os.getpid(), [s for s in names if mask >> (getattr(signal, s) - 1) & 1]))\n"
+        "    on = [s for s in names if mask >> (getattr(signal, s) - 1) & 1]\n"
+        "    masks.append((int(tid) == os.getpid(), on))\n"
         "store.close()\n"
         "report(masks=masks)\n"
     )
