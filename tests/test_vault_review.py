@@ -1,0 +1,78 @@
+"""Findings of the second security review of the Vault provider, against
+the real OpenBao dev server (support.openbao):
+
+- a proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) is not
+  used for a loopback address, as Go's HTTP client (the `bao`/`vault` CLI)
+  does not: a local Vault Agent or dev server over plain HTTP would
+  otherwise hand its token and replies to the proxy in clear text.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+
+import pytest
+from support.openbao import OpenBao
+
+from cypher_cell import load_secrets
+from cypher_cell.providers import Vault, VaultToken
+
+
+class Listener:
+    """A loopback socket standing in for a proxy: counts the connections
+    made to it and the bytes sent (never looked at), then hangs up."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.address = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.connections = 0
+        self.received = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(1.0)
+                try:
+                    self.received += len(conn.recv(65536))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "https_proxy", "ALL_PROXY"])
+def test_a_proxy_from_the_environment_is_not_used_for_a_loopback_address(
+    openbao: OpenBao, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    value = "p-" + secrets.token_hex(12)
+    openbao.kv_put("review/proxy", {"P": value})
+    proxy = Listener()
+    try:
+        for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(variable, proxy.address)
+        assert openbao.address.startswith("http://127.0.0.1:")
+        provider = Vault("secret/review/proxy", url=openbao.address, auth=VaultToken(openbao.root_token), timeout=3)
+        try:
+            with load_secrets(provider) as store:
+                same = store["P"] == value.encode()
+        finally:
+            monkeypatch.delenv(variable)
+    finally:
+        proxy.close()
+    assert proxy.connections == 0, f"{proxy.connections} connection(s) to the proxy ({proxy.received} bytes sent)"
+    assert same, "P differs"
