@@ -4,16 +4,21 @@ the real OpenBao dev server (support.openbao):
 - a proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) is not
   used for a loopback address, as Go's HTTP client (the `bao`/`vault` CLI)
   does not: a local Vault Agent or dev server over plain HTTP would
-  otherwise hand its token and replies to the proxy in clear text.
+  otherwise hand its token and replies to the proxy in clear text;
+- a reply with very many fields is parsed in time linear in its size (the
+  fake, support.fake_vault: OpenBao's own JSON limits refuse to store it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import threading
+import time
 
 import pytest
+from support.fake_vault import FakeVault, body, kv_reply
 from support.openbao import OpenBao
 
 from cypher_cell import load_secrets
@@ -27,7 +32,7 @@ class Listener:
     def __init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
-        self.address = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.address = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.connections = 0
         self.received = 0
         self.stop = threading.Event()
@@ -43,10 +48,8 @@ class Listener:
             self.connections += 1
             with conn:
                 conn.settimeout(1.0)
-                try:
+                with contextlib.suppress(OSError):
                     self.received += len(conn.recv(65536))
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.stop.set()
@@ -66,7 +69,9 @@ def test_a_proxy_from_the_environment_is_not_used_for_a_loopback_address(
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv(variable, proxy.address)
         assert openbao.address.startswith("http://127.0.0.1:")
-        provider = Vault("secret/review/proxy", url=openbao.address, auth=VaultToken(openbao.root_token), timeout=3)
+        provider = Vault(
+            "secret/review/proxy", url=openbao.address, auth=VaultToken(openbao.root_token), timeout=3
+        )
         try:
             with load_secrets(provider) as store:
                 same = store["P"] == value.encode()
@@ -74,5 +79,30 @@ def test_a_proxy_from_the_environment_is_not_used_for_a_loopback_address(
             monkeypatch.delenv(variable)
     finally:
         proxy.close()
-    assert proxy.connections == 0, f"{proxy.connections} connection(s) to the proxy ({proxy.received} bytes sent)"
+    assert proxy.connections == 0, (
+        f"{proxy.connections} connection(s) to the proxy ({proxy.received} bytes sent)"
+    )
     assert same, "P differs"
+
+
+def test_a_reply_with_very_many_fields_is_read_in_linear_time() -> None:
+    # OpenBao refuses to store such a secret (its JSON limits), so the fake
+    # serves it: a compromised server, or a proxy on a plain-HTTP path,
+    # could otherwise stall every reader past any `timeout`.
+    n = 300_000
+    fields: dict[str, object] = {f"f{i}": "v" for i in range(n)}
+    fields["WANTED"] = "wanted"
+    server = FakeVault(body(kv_reply(fields)))
+    try:
+        provider = Vault(
+            "secret/app", url=server.address, auth=VaultToken("s.fake"), keys={"WANTED": "WANTED"}, timeout=30
+        )
+        started = time.monotonic()
+        with load_secrets(provider) as store:
+            same = store["WANTED"] == b"wanted"
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert same, "WANTED differs"
+    # Linear: a fraction of a second; quadratic in the fields: minutes.
+    assert elapsed < 10.0, f"reading {n} fields took {elapsed:.1f} s"

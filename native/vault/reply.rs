@@ -2,6 +2,7 @@
 //! (status, lease, field names, errors) as Rust values, its secret parts
 //! (field values, a login's token) as spans copied only into cells.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use super::http::{shorten, Response};
@@ -30,6 +31,9 @@ pub struct Reply {
     pub has_data: bool,
     /// The members of `data` (KV v2: `data.data`).
     fields: Vec<Member>,
+    /// Each field's index in `fields`: a lookup per key stays O(1) however
+    /// many fields a reply has.
+    index: HashMap<String, usize>,
 }
 
 fn object_range(span: Option<&Span>) -> Option<Range<usize>> {
@@ -67,6 +71,7 @@ impl Reply {
             warnings: Vec::new(),
             has_data: false,
             fields: Vec::new(),
+            index: HashMap::new(),
         };
         let ok = (200..300).contains(&status);
         body.with_bytes(|all| {
@@ -123,6 +128,12 @@ impl Reply {
             }
             Ok(())
         })?;
+        reply.index = reply
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
         reply.body = Some(body);
         Ok(reply)
     }
@@ -132,7 +143,7 @@ impl Reply {
     }
 
     pub fn field(&self, name: &str) -> Option<&Span> {
-        json::find(&self.fields, name)
+        self.index.get(name).map(|&i| &self.fields[i].value)
     }
 
     /// A span's value length, and a function writing it: for cells. None
