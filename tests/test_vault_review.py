@@ -6,22 +6,27 @@ the real OpenBao dev server (support.openbao):
   does not: a local Vault Agent or dev server over plain HTTP would
   otherwise hand its token and replies to the proxy in clear text;
 - a reply with very many fields is parsed in time linear in its size (the
-  fake, support.fake_vault: OpenBao's own JSON limits refuse to store it).
+  fake, support.fake_vault: OpenBao's own JSON limits refuse to store it);
+- a lease obtained for one path is revoked (``revoke_on_close``) when
+  another path of the same load fails below HTTP (a reply that is not
+  JSON, cut short, too large, or no answer in time), as it is when the
+  other path fails with an HTTP status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import socket
 import threading
 import time
 
 import pytest
-from support.fake_vault import FakeVault, body, kv_reply
+from support.fake_vault import FakeVault, body, http_response, kv_reply
 from support.openbao import OpenBao
 
-from cypher_cell import load_secrets
+from cypher_cell import ProviderError, load_secrets
 from cypher_cell.providers import Vault, VaultToken
 
 
@@ -106,3 +111,43 @@ def test_a_reply_with_very_many_fields_is_read_in_linear_time() -> None:
     assert same, "WANTED differs"
     # Linear: a fraction of a second; quadratic in the fields: minutes.
     assert elapsed < 10.0, f"reading {n} fields took {elapsed:.1f} s"
+
+
+def test_a_lease_read_before_another_path_fails_is_revoked_on_close() -> None:
+    # Two paths read at once; the first reply carries a lease (dynamic
+    # credentials), the second is not JSON (a rogue or broken server: a
+    # real one does not send it). The load fails; with revoke_on_close the
+    # lease obtained meanwhile must still be revoked, as it is when the
+    # second path fails with an HTTP status.
+    calls: list[int] = []
+    leased = json.dumps(
+        {"lease_id": "fake/creds/1", "renewable": False, "lease_duration": 600, "data": {"U": "u"}}
+    ).encode()
+
+    def reply(conn: socket.socket) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            conn.sendall(http_response(leased))
+        elif len(calls) == 2:
+            time.sleep(0.3)  # after the first reply is in
+            conn.sendall(http_response(b"<html>not JSON</html>"))
+        else:
+            conn.sendall(http_response(b"", status="204 No Content"))
+
+    server = FakeVault(reply)
+    try:
+        provider = Vault(
+            "secret/a",
+            "secret/b",
+            url=server.address,
+            auth=VaultToken("s.fake"),
+            revoke_on_close=True,
+            timeout=5,
+        )
+        with pytest.raises(ProviderError):
+            load_secrets(provider)
+        revokes = [r for r in server.requests if r.startswith("PUT /v1/sys/leases/revoke")]
+    finally:
+        server.close()
+    assert len(calls) >= 2, "the second path was not read"
+    assert revokes, f"the lease was not revoked (requests: {server.requests})"
