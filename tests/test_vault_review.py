@@ -10,7 +10,9 @@ the real OpenBao dev server (support.openbao):
 - a lease obtained for one path is revoked (``revoke_on_close``) when
   another path of the same load fails below HTTP (a reply that is not
   JSON, cut short, too large, or no answer in time), as it is when the
-  other path fails with an HTTP status.
+  other path fails with an HTTP status;
+- an address whose connections hang (a host that is down) does not take
+  the whole `timeout`: the next address is still tried in time.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from support.fake_vault import FakeVault, body, http_response, kv_reply
@@ -151,3 +154,52 @@ def test_a_lease_read_before_another_path_fails_is_revoked_on_close() -> None:
         server.close()
     assert len(calls) >= 2, "the second path was not read"
     assert revokes, f"the lease was not revoked (requests: {server.requests})"
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[str]:
+    """An address whose connections hang, as a powered-off node's do: a
+    listener with a backlog of 0, filled, so the kernel drops new SYNs."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    fillers: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                s.connect(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.2)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.5)
+        with probe, pytest.raises(TimeoutError):  # the set-up works: connecting hangs
+            probe.connect(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+def test_a_node_that_never_completes_a_connection_leaves_time_for_the_next(openbao: OpenBao) -> None:
+    # The issue: a dead node is skipped for the others within `timeout`.
+    # A refused connection is skipped at once; one that hangs (a host that
+    # is down, SYNs unanswered) took the whole timeout for itself.
+    value = "h-" + secrets.token_hex(12)
+    openbao.kv_put("review/hung", {"H": value})
+    with black_hole() as hung:
+        provider = Vault(
+            "secret/review/hung",
+            url=[hung, openbao.address],
+            auth=VaultToken(openbao.root_token),
+            timeout=6.0,
+        )
+        started = time.monotonic()
+        with load_secrets(provider) as store:
+            same = store["H"] == value.encode()
+        elapsed = time.monotonic() - started
+    assert same, "H differs"
+    assert elapsed < 6.0, f"took {elapsed:.1f} s"

@@ -270,7 +270,7 @@ impl Client {
         let mut backoff = BACKOFF_START;
         loop {
             let first = self.preferred.load(Ordering::Relaxed) % n;
-            for i in (first..n).chain(0..first) {
+            for (k, i) in (first..n).chain(0..first).enumerate() {
                 let address = &self.addresses[i];
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                     break;
@@ -278,7 +278,13 @@ impl Client {
                 if left.is_zero() {
                     break;
                 }
-                match self.attempt(address, req, left) {
+                // Connecting may take only this address's share of the time
+                // left, so that one whose connections hang (a host that is
+                // down) leaves time for those after it; once connected, a
+                // request has all the time left (a slow write is not cut off
+                // and sent again elsewhere).
+                let connect = left / (n - k) as u32;
+                match self.attempt(address, req, left, connect) {
                     Ok(resp) if try_elsewhere(resp.status) => {
                         last[i] = Some(describe_status(&resp));
                     }
@@ -310,6 +316,7 @@ impl Client {
         address: &str,
         req: &Request<'_>,
         left: Duration,
+        connect: Duration,
     ) -> Result<Response, Failure> {
         let url = format!("{address}/v1/{}", encode_path(req.path));
         // ureq takes a proxy from the environment for every host; Go's
@@ -328,7 +335,10 @@ impl Client {
                 if let Some(ns) = &self.namespace {
                     b = b.header("X-Vault-Namespace", ns);
                 }
-                let mut c = b.config().timeout_global(Some(left));
+                let mut c = b
+                    .config()
+                    .timeout_global(Some(left))
+                    .timeout_connect(Some(connect));
                 if direct {
                     c = c.proxy(None);
                 }
@@ -350,7 +360,8 @@ impl Client {
                 let mut c = b
                     .content_type("application/json")
                     .config()
-                    .timeout_global(Some(left));
+                    .timeout_global(Some(left))
+                    .timeout_connect(Some(connect));
                 if direct {
                     c = c.proxy(None);
                 }
