@@ -12,7 +12,8 @@ the real OpenBao dev server (support.openbao):
   JSON, cut short, too large, or no answer in time), as it is when the
   other path fails with an HTTP status;
 - an address whose connections hang (a host that is down) does not take
-  the whole `timeout`: the next address is still tried in time.
+  the whole `timeout`: the next address is still tried in time;
+- a lease duration past any clock (the fake) is no Rust panic.
 """
 
 from __future__ import annotations
@@ -203,3 +204,20 @@ def test_a_node_that_never_completes_a_connection_leaves_time_for_the_next(openb
         elapsed = time.monotonic() - started
     assert same, "H differs"
     assert elapsed < 6.0, f"took {elapsed:.1f} s"
+
+
+@pytest.mark.parametrize("duration", [2**64 - 1, 2**63 - 1])
+def test_a_lease_duration_past_any_clock_is_not_a_panic(duration: int) -> None:
+    # Instant + Duration overflowed: PanicException (a BaseException, not a
+    # ProviderError) from the load, and again from closing the provider.
+    raw = json.dumps({"lease_id": "x/1", "renewable": True, "lease_duration": duration, "data": {"A": "a"}})
+    server = FakeVault(body(raw.encode()))
+    try:
+        provider = Vault("secret/app", url=server.address, auth=VaultToken("s.fake"), timeout=5)
+        with load_secrets(provider) as store:
+            same = store["A"] == b"a"
+            left = store["A"].expires_in
+    finally:
+        server.close()
+    assert same, "A differs"
+    assert left is None or left > 3600 * 24 * 365
