@@ -13,7 +13,8 @@ the real OpenBao dev server (support.openbao):
   other path fails with an HTTP status;
 - an address whose connections hang (a host that is down) does not take
   the whole `timeout`: the next address is still tried in time;
-- a lease duration past any clock (the fake) is no Rust panic.
+- a lease duration past any clock (the fake) is no Rust panic;
+- the renewal thread blocks asynchronous signals, as the TTL reaper does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support.child import run_child
 from support.fake_vault import FakeVault, body, http_response, kv_reply
 from support.openbao import OpenBao
 
@@ -221,3 +223,35 @@ def test_a_lease_duration_past_any_clock_is_not_a_panic(duration: int) -> None:
         server.close()
     assert same, "A differs"
     assert left is None or left > 3600 * 24 * 365
+
+
+def test_the_lease_renewal_thread_blocks_every_signal_a_process_may_be_sent(openbao: OpenBao) -> None:
+    # As the TTL reaper's (test_reaper): a process-directed SIGTERM must not
+    # land on the renewal thread, where its default action ends the process
+    # instead of reaching Python's handler or `cypher-cell run`'s forwarder.
+    # The kernel's account: each thread's SigBlk in /proc/PID/task/TID/status.
+    openbao.kv_put("review/signals", {"S": "s-" + secrets.token_hex(8)})
+    code = (
+        "import os, signal\n"
+        "from cypher_cell import load_secrets\n"
+        "from cypher_cell.providers import Vault\n"
+        "names = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGWINCH', 'SIGCHLD')\n"
+        "def blocked():\n"
+        "    out = {}\n"
+        "    for tid in os.listdir('/proc/self/task'):\n"
+        "        status = open(f'/proc/self/task/{tid}/status').read().splitlines()\n"
+        "        mask = int(next(l for l in status if l.startswith('SigBlk:')).split()[1], 16)\n"
+        "        out[tid] = [s for s in names if mask >> (getattr(signal, s) - 1) & 1]\n"
+        "    return out\n"
+        "before = set(blocked())\n"
+        "with load_secrets(Vault('secret/review/signals')):\n"
+        "    after = blocked()\n"
+        "report(main=after[str(os.getpid())], new=[v for t, v in after.items() if t not in before])\n"
+    )
+    got = run_child(code, env=openbao.env())
+    all_six = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGWINCH", "SIGCHLD"]
+    assert got["new"], "no thread was started (the renewal thread)"
+    assert got["new"] == [all_six] * len(got["new"]), (
+        f"a thread started by the load takes a signal: {got['new']}"
+    )  # type: ignore[arg-type]
+    assert got["main"] == [], "the caller's mask is restored"
