@@ -1,16 +1,17 @@
 """Findings of the second security review of the Vault provider, against
-the real OpenBao dev server (support.openbao):
+the real OpenBao dev server (support.openbao), or the fake
+(support.fake_vault) where the reply is one no real server sends:
 
 - a proxy from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) is not
   used for a loopback address, as Go's HTTP client (the `bao`/`vault` CLI)
   does not: a local Vault Agent or dev server over plain HTTP would
   otherwise hand its token and replies to the proxy in clear text;
 - a reply with very many fields is parsed in time linear in its size (the
-  fake, support.fake_vault: OpenBao's own JSON limits refuse to store it);
+  fake: OpenBao's own JSON limits refuse to store such a secret);
 - a lease obtained for one path is revoked (``revoke_on_close``) when
-  another path of the same load fails below HTTP (a reply that is not
-  JSON, cut short, too large, or no answer in time), as it is when the
-  other path fails with an HTTP status;
+  another path of the same load fails below HTTP (the fake: a reply that
+  is not JSON; also cut short, too large, or no answer in time), as it is
+  when the other path fails with an HTTP status;
 - an address whose connections hang (a host that is down) does not take
   the whole `timeout`: the next address is still tried in time;
 - a lease duration past any clock (the fake) is no Rust panic;
