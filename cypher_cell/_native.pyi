@@ -282,6 +282,7 @@ class VaultClient:
         token: CypherCell | None = None,
         timeout: float | None = None,
         names: list[str] | None = None,
+        leases: VaultLeases | None = None,
     ) -> list[VaultReply]: ...
 
 @final

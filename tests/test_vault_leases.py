@@ -11,7 +11,6 @@ become their JSON text.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import time
 
@@ -142,35 +141,3 @@ def test_refresh_is_all_or_nothing(openbao: OpenBao, stores: list[SecretStore]) 
     same = store["A"] == first and store["B"] == other
     assert same, "refresh() that failed changed the store"
 
-
-def test_the_renewal_thread_and_the_load_workers_block_every_signal(pki: OpenBao) -> None:
-    """A SIGTERM sent to a process that holds leases must reach Python's
-    handler, not end the process from the renewal thread. The kernel's
-    account: SigBlk of every thread but the main one, in a child that
-    loaded leases. (A load's worker threads are born the same way, but are
-    gone by the time a test can look.)"""
-    from support.child import run_child
-
-    code = (
-        "import os, signal, threading\n"
-        "from cypher_cell import load_secrets\n"
-        "from cypher_cell.providers import Vault\n"
-        "paths = ['pki/issue/web'] * 3\n"
-        "store = load_secrets(Vault(*paths, url=sys.argv[1], params={'common_name': 'w.example.test'}))\n"
-        "names = ('SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT')\n"
-        "masks = []\n"
-        "for tid in os.listdir('/proc/self/task'):\n"
-        "    status = open(f'/proc/self/task/{tid}/status').read().splitlines()\n"
-        "    mask = int(next(l for l in status if l.startswith('SigBlk:')).split()[1], 16)\n"
-        "    on = [s for s in names if mask >> (getattr(signal, s) - 1) & 1]\n"
-        "    masks.append((int(tid) == os.getpid(), on))\n"
-        "store.close()\n"
-        "report(masks=masks)\n"
-    )
-    env = {**os.environ, **pki.env()}
-    masks = run_child(code, pki.address, env=env)["masks"]
-    assert isinstance(masks, list)
-    others = [blocked for main, blocked in masks if not main]
-    assert others, "the renewal thread is running"
-    assert all(b == ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"] for b in others), others
-    assert [b for main, b in masks if main] == [[]], "the caller's mask is restored"

@@ -373,7 +373,11 @@ class Vault(Provider):
                 api_path, nested = self._api_path(client, token, path, deadline)
                 requests.append(("GET", api_path, None, nested))
         replies = client.send_all(
-            requests, token=token, timeout=_left(deadline, self._paths[0], client), names=list(self._paths)
+            requests,
+            token=token,
+            timeout=_left(deadline, self._paths[0], client),
+            names=list(self._paths),
+            leases=self._leases,
         )
         try:
             for reply, path in zip(replies, self._paths, strict=True):

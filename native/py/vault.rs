@@ -151,8 +151,10 @@ impl VaultClient {
     /// No address answering within `timeout` seconds (default: the
     /// client's) raises ProviderUnavailableError; TLS failures and
     /// malformed replies ProviderError, naming the request by its name in
-    /// `names` (default: its path), as the reply's `path` does.
-    #[pyo3(signature = (requests, *, token = None, timeout = None, names = None))]
+    /// `names` (default: its path), as the reply's `path` does. Then the
+    /// leases of the replies already read go to `leases` (to be revoked
+    /// with the store's others), not lost with them.
+    #[pyo3(signature = (requests, *, token = None, timeout = None, names = None, leases = None))]
     fn send_all(
         &self,
         py: Python<'_>,
@@ -160,6 +162,7 @@ impl VaultClient {
         token: Option<&Bound<'_, CypherCell>>,
         timeout: Option<f64>,
         names: Option<Vec<String>>,
+        leases: Option<&Bound<'_, VaultLeases>>,
     ) -> PyResult<Vec<VaultReply>> {
         let names = names.unwrap_or_else(|| requests.iter().map(|r| r.1.clone()).collect());
         if names.len() != requests.len() {
@@ -189,7 +192,17 @@ impl VaultClient {
         let token = token.map(|t| t.get().inner().clone());
         // The bodies (logins' secrets) drop, zeroed, when this returns.
         let sent = py.detach(|| vault::send_all(&self.client, token.as_deref(), &jobs, deadline));
-        let replies = sent.map_err(|(i, f)| failure_error(&names[i], f, self.timeout))?;
+        let replies = sent.map_err(|(i, f, read)| {
+            if let Some(leases) = leases {
+                for r in read {
+                    if let Some(id) = r.lease_id.clone() {
+                        let keeper = &leases.get().keeper;
+                        keeper.add(id, r.lease_duration, r.renewable, Vec::new());
+                    }
+                }
+            }
+            failure_error(&names[i], f, self.timeout)
+        })?;
         Ok(replies
             .into_iter()
             .zip(names)

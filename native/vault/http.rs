@@ -270,7 +270,7 @@ impl Client {
         let mut backoff = BACKOFF_START;
         loop {
             let first = self.preferred.load(Ordering::Relaxed) % n;
-            for i in (first..n).chain(0..first) {
+            for (k, i) in (first..n).chain(0..first).enumerate() {
                 let address = &self.addresses[i];
                 let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                     break;
@@ -278,7 +278,13 @@ impl Client {
                 if left.is_zero() {
                     break;
                 }
-                match self.attempt(address, req, left) {
+                // Connecting may take only this address's share of the time
+                // left, so that one whose connections hang (a host that is
+                // down) leaves time for those after it; once connected, a
+                // request has all the time left (a slow write is not cut off
+                // and sent again elsewhere).
+                let connect = left / (n - k) as u32;
+                match self.attempt(address, req, left, connect) {
                     Ok(resp) if try_elsewhere(resp.status) => {
                         last[i] = Some(describe_status(&resp));
                     }
@@ -310,8 +316,14 @@ impl Client {
         address: &str,
         req: &Request<'_>,
         left: Duration,
+        connect: Duration,
     ) -> Result<Response, Failure> {
         let url = format!("{address}/v1/{}", encode_path(req.path));
+        // ureq takes a proxy from the environment for every host; Go's
+        // client (the CLI's) never proxies loopback, where a Vault Agent or
+        // dev server listens over plain HTTP: through a proxy, the token and
+        // the reply would pass it in clear text.
+        let direct = is_loopback(address);
         let fail = |e| classify(address, e);
         let sent = match req.method {
             Method::Get => {
@@ -323,7 +335,14 @@ impl Client {
                 if let Some(ns) = &self.namespace {
                     b = b.header("X-Vault-Namespace", ns);
                 }
-                b.config().timeout_global(Some(left)).build().call()
+                let mut c = b
+                    .config()
+                    .timeout_global(Some(left))
+                    .timeout_connect(Some(connect));
+                if direct {
+                    c = c.proxy(None);
+                }
+                c.build().call()
             }
             Method::Put | Method::Post => {
                 let mut b = if req.method == Method::Put {
@@ -338,12 +357,15 @@ impl Client {
                 if let Some(ns) = &self.namespace {
                     b = b.header("X-Vault-Namespace", ns);
                 }
-                let b = b
+                let mut c = b
                     .content_type("application/json")
                     .config()
                     .timeout_global(Some(left))
-                    .build();
-                b.send(req.body.unwrap_or(b""))
+                    .timeout_connect(Some(connect));
+                if direct {
+                    c = c.proxy(None);
+                }
+                c.build().send(req.body.unwrap_or(b""))
             }
         };
         let mut resp = sent.map_err(fail)?;
@@ -392,6 +414,20 @@ impl Client {
             len,
         })
     }
+}
+
+/// Whether a normalized address's host is loopback (`localhost`,
+/// 127.0.0.0/8, `[::1]`), as Go's proxy selection decides it.
+fn is_loopback(address: &str) -> bool {
+    let rest = address.split_once("://").map_or(address, |(_, r)| r);
+    let host = match rest.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => rest.rsplit_once(':').map_or(rest, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A path with every byte but unreserved ones and `/` percent-encoded, as
@@ -517,6 +553,27 @@ mod tests {
             "https://u:p@h",
         ] {
             assert!(normalize(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        for yes in [
+            "http://127.0.0.1:8200",
+            "http://127.3.2.1",
+            "https://localhost:8200",
+            "http://LOCALHOST",
+            "http://[::1]:8200",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "http://10.0.0.1:8200",
+            "https://vault.example",
+            "http://[::2]:1",
+            "http://localhost.example:8200",
+        ] {
+            assert!(!is_loopback(no), "{no}");
         }
     }
 

@@ -12,6 +12,7 @@
 //! iteratively, so a reply nested 100,000 deep costs no stack); errors say
 //! what was wrong and at which byte, never what was there.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
@@ -426,6 +427,7 @@ pub fn members(input: &[u8], range: Range<usize>) -> Result<Vec<Member>> {
     }
     r.pos += 1;
     let mut out: Vec<Member> = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
     r.skip_ws();
     if r.peek() == Some(b'}') {
         r.pos += 1;
@@ -447,9 +449,14 @@ pub fn members(input: &[u8], range: Range<usize>) -> Result<Vec<Member>> {
             };
             r.expect(b':', "expected ':'")?;
             let value = r.value(1)?;
-            match out.iter_mut().find(|m| m.name == name) {
-                Some(m) => m.value = value,
-                None => out.push(Member { name, value }),
+            // An index, not a scan of `out`: a reply of a million members
+            // would otherwise cost 10^12 comparisons, past any timeout.
+            match seen.get(&name) {
+                Some(&i) => out[i].value = value,
+                None => {
+                    seen.insert(name.clone(), out.len());
+                    out.push(Member { name, value });
+                }
             }
             r.skip_ws();
             match r.peek() {

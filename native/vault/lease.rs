@@ -187,9 +187,9 @@ impl Keeper {
         let r = RENEWER.get();
         let mut roster = roster(r);
         if !roster.started {
-            // Born with every signal blocked, as the TTL reaper: a SIGTERM
-            // sent to the process must reach Python's handler (or `run`'s
-            // forwarding thread), never end the process from here.
+            // Born with every signal blocked, as the TTL reaper is (see
+            // `sys::SignalsBlocked`): a process-directed SIGTERM must reach
+            // Python or `cypher-cell run`'s forwarder, not end us here.
             let _blocked = crate::sys::SignalsBlocked::all()
                 .map_err(|e| std::io::Error::from_raw_os_error(e.errno))?;
             std::thread::Builder::new()

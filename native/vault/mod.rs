@@ -99,13 +99,14 @@ pub fn token_copy(token: Option<&Cell>) -> Result<Option<SecretBuf>, Failure> {
 /// Sends every job, up to `WORKERS` at once over the client's pooled
 /// connections, and returns the replies in order; at the first failure the
 /// jobs not yet sent are dropped and that failure (with its index) is
-/// returned, every reply already read dropped (its body zeroed).
+/// returned with the replies already read (for their leases; dropped,
+/// their bodies are zeroed).
 pub fn send_all(
     client: &Client,
     token: Option<&Cell>,
     jobs: &[Job<'_>],
     deadline: Instant,
-) -> Result<Vec<Reply>, (usize, Failure)> {
+) -> Result<Vec<Reply>, (usize, Failure, Vec<Reply>)> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let results: Mutex<Vec<Option<Result<Reply, Failure>>>> =
@@ -162,8 +163,8 @@ pub fn send_all(
         }
     }
     match first_failure {
-        Some(f) => Err(f),
+        Some((i, f)) => Err((i, f, out)),
         None if out.len() == jobs.len() => Ok(out),
-        None => Err((0, Failure::Failed("a request was not sent".into()))),
+        None => Err((0, Failure::Failed("a request was not sent".into()), out)),
     }
 }

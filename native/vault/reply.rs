@@ -2,11 +2,22 @@
 //! (status, lease, field names, errors) as Rust values, its secret parts
 //! (field values, a login's token) as spans copied only into cells.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use super::http::{shorten, Response};
 use super::json::{self, Kind, Member, Span};
 use crate::memory::{SecretBuf, TierRequest};
+
+/// The longest lease taken as such (100 years): a longer one (which only a
+/// rogue server sends) would overflow the clock's arithmetic (`Instant +
+/// Duration` panics), so it counts as this long.
+pub const MAX_LEASE_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// A duration member in seconds, at most `MAX_LEASE_SECS`.
+fn lease_secs(input: &[u8], span: Option<&Span>) -> u64 {
+    json::integer(input, span).unwrap_or(0).min(MAX_LEASE_SECS)
+}
 
 /// A login's `auth` block.
 pub struct Auth {
@@ -30,6 +41,9 @@ pub struct Reply {
     pub has_data: bool,
     /// The members of `data` (KV v2: `data.data`).
     fields: Vec<Member>,
+    /// Each field's index in `fields`: a lookup per key stays O(1) however
+    /// many fields a reply has.
+    index: HashMap<String, usize>,
 }
 
 fn object_range(span: Option<&Span>) -> Option<Range<usize>> {
@@ -67,6 +81,7 @@ impl Reply {
             warnings: Vec::new(),
             has_data: false,
             fields: Vec::new(),
+            index: HashMap::new(),
         };
         let ok = (200..300).contains(&status);
         body.with_bytes(|all| {
@@ -92,8 +107,7 @@ impl Reply {
                     .collect();
             }
             reply.lease_id = json::text(b, json::find(&top, "lease_id")).filter(|s| !s.is_empty());
-            reply.lease_duration =
-                json::integer(b, json::find(&top, "lease_duration")).unwrap_or(0);
+            reply.lease_duration = lease_secs(b, json::find(&top, "lease_duration"));
             reply.renewable = json::boolean(json::find(&top, "renewable")).unwrap_or(false);
             if let Some(range) = object_range(json::find(&top, "auth")) {
                 let auth = json::members(b, range).map_err(|e| format!("its auth: {e}"))?;
@@ -101,8 +115,7 @@ impl Reply {
                     token: json::find(&auth, "client_token")
                         .filter(|s| matches!(s, Span::Str { .. }))
                         .cloned(),
-                    lease_duration: json::integer(b, json::find(&auth, "lease_duration"))
-                        .unwrap_or(0),
+                    lease_duration: lease_secs(b, json::find(&auth, "lease_duration")),
                     renewable: json::boolean(json::find(&auth, "renewable")).unwrap_or(false),
                 });
             }
@@ -123,6 +136,12 @@ impl Reply {
             }
             Ok(())
         })?;
+        reply.index = reply
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
         reply.body = Some(body);
         Ok(reply)
     }
@@ -132,7 +151,7 @@ impl Reply {
     }
 
     pub fn field(&self, name: &str) -> Option<&Span> {
-        json::find(&self.fields, name)
+        self.index.get(name).map(|&i| &self.fields[i].value)
     }
 
     /// A span's value length, and a function writing it: for cells. None
@@ -284,6 +303,15 @@ mod tests {
         assert_eq!(v, b"p\"w");
         let auth = r.auth.as_ref().unwrap();
         assert_eq!((auth.lease_duration, auth.renewable), (60, true));
+    }
+
+    #[test]
+    fn a_lease_past_any_clock_is_capped() {
+        let body = br#"{"lease_id":"x","lease_duration":18446744073709551615,
+            "auth":{"client_token":"t","lease_duration":9223372036854775807},"data":{}}"#;
+        let r = Reply::parse(response(200, body), false).unwrap();
+        assert_eq!(r.lease_duration, MAX_LEASE_SECS);
+        assert_eq!(r.auth.as_ref().unwrap().lease_duration, MAX_LEASE_SECS);
     }
 
     #[test]
