@@ -140,4 +140,3 @@ def test_refresh_is_all_or_nothing(openbao: OpenBao, stores: list[SecretStore]) 
     # The store kept every old cell, readable and unchanged.
     same = store["A"] == first and store["B"] == other
     assert same, "refresh() that failed changed the store"
-
