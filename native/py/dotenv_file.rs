@@ -573,7 +573,7 @@ impl DotenvFile {
         key: &str,
         policy: Option<PyRef<'_, Policy>>,
     ) -> PyResult<CypherCell> {
-        let options = applied(py, policy.as_deref())?;
+        let options = applied(policy.as_deref())?;
         let at = self.value_of(key)?;
         self.check_readable()?;
         self.make_cell(py, at, options)
@@ -607,7 +607,7 @@ impl DotenvFile {
         keys: &Bound<'py, PyAny>,
         policy: Option<PyRef<'py, Policy>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let options = applied(py, policy.as_deref())?;
+        let options = applied(policy.as_deref())?;
         self.check_readable()?;
         let prefix: Arc<str> = format!("env-file {}:", self.path).into();
         // The keys first (iterating them may run Python code), then the

@@ -61,7 +61,7 @@ fn environ_cell(
     name: &Bound<'_, PyBytes>,
     policy: Option<PyRef<'_, Policy>>,
 ) -> PyResult<Option<CypherCell>> {
-    let options = applied(py, policy.as_deref())?;
+    let options = applied(policy.as_deref())?;
     let Some(stored) = stored_environ(py, name)? else {
         return Ok(None);
     };

@@ -18,18 +18,14 @@ use pyo3::types::{PyBool, PyFloat, PyInt, PyTuple, PyType};
 use crate::errors::{type_name, Error};
 use crate::memory::{Tier, TierRequest};
 
-/// The protection names, in the order error messages list them.
-const PROTECTIONS: [&str; 4] = ["auto", "secretmem", "locked", "unlocked"];
-
-fn requested(protection: &str) -> Option<TierRequest> {
-    match protection {
-        "auto" => Some(TierRequest::Auto),
-        "secretmem" => Some(TierRequest::Exactly(Tier::Secretmem)),
-        "locked" => Some(TierRequest::Exactly(Tier::Locked)),
-        "unlocked" => Some(TierRequest::Exactly(Tier::Unlocked)),
-        _ => None,
-    }
-}
+/// The protection names and the memory each asks for, in the order error
+/// messages list them.
+const PROTECTIONS: [(&str, TierRequest); 4] = [
+    ("auto", TierRequest::Auto),
+    ("secretmem", TierRequest::Exactly(Tier::Secretmem)),
+    ("locked", TierRequest::Exactly(Tier::Locked)),
+    ("unlocked", TierRequest::Exactly(Tier::Unlocked)),
+];
 
 /// The longest time to live, in seconds (about 31,700 years): beyond any
 /// process's life and always representable as a deadline. None: no limit.
@@ -116,7 +112,7 @@ impl Policy {
             Some(t) => ttl_seconds(t, who)?,
             None => None,
         };
-        let Some(&name) = PROTECTIONS.iter().find(|&&p| p == protection) else {
+        let Some(&(name, requested)) = PROTECTIONS.iter().find(|(p, _)| *p == protection) else {
             return Err(Error::Value(format!(
                 "{who}protection must be one of 'auto', 'secretmem', 'locked', 'unlocked'; \
                  got {protection:?}"
@@ -131,19 +127,8 @@ impl Policy {
             ttl,
             volatile,
             protection: name,
-            requested: requested(name).unwrap_or(TierRequest::Auto),
+            requested,
         })
-    }
-
-    /// The policy with every field at its default.
-    pub(crate) fn default_policy(py: Python<'_>) -> Self {
-        Policy {
-            ttl_sec: py.None(),
-            ttl: None,
-            volatile: false,
-            protection: "auto",
-            requested: TierRequest::Auto,
-        }
     }
 
     /// The policy for cells made now.
@@ -176,11 +161,16 @@ impl Policy {
     }
 }
 
-/// The policy a native constructor was given, or the default one.
-pub(crate) fn applied(py: Python<'_>, policy: Option<&Policy>) -> PyResult<Applied> {
+/// The policy a native constructor was given, or the default one (every
+/// field at its default: `Policy()`).
+pub(crate) fn applied(policy: Option<&Policy>) -> PyResult<Applied> {
     match policy {
         Some(p) => p.apply(),
-        None => Policy::default_policy(py).apply(),
+        None => Ok(Applied {
+            requested: TierRequest::Auto,
+            volatile: false,
+            deadline: None,
+        }),
     }
 }
 

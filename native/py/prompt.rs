@@ -48,7 +48,7 @@ fn prompt_cell(
     tty_path: &str,
 ) -> PyResult<CypherCell> {
     // Every argument is checked before the terminal is touched.
-    let options = applied(py, policy.as_deref())?;
+    let options = applied(policy.as_deref())?;
     let limit = answer_limit(max_len)?;
     let path = CString::new(tty_path)
         .map_err(|_| PyValueError::new_err("tty_path must not contain NUL characters"))?;

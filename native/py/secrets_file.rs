@@ -143,7 +143,7 @@ fn read_file_cell_at(
     strip_newline: bool,
     policy: Option<PyRef<'_, Policy>>,
 ) -> PyResult<Option<CypherCell>> {
-    let options = applied(py, policy.as_deref())?;
+    let options = applied(policy.as_deref())?;
     let c_name = CString::new(name)
         .map_err(|_| Error::Value("a file name must not contain NUL bytes".into()))?;
     let fd = match open_beneath(dir_fd, &c_name) {

@@ -347,7 +347,7 @@ impl VaultReply {
         origin: &str,
         policy: Option<PyRef<'py, Policy>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let policy = applied(py, policy.as_deref())?;
+        let policy = applied(policy.as_deref())?;
         let mut options = policy;
         let (lease, lens) = {
             let r = self.lock();
@@ -412,7 +412,7 @@ impl VaultReply {
                 Error::Provider(format!("vault {}: the reply holds no token", self.path)).into(),
             );
         };
-        CypherCell::create(py, applied(py, None)?, len, |dest| {
+        CypherCell::create(py, applied(None)?, len, |dest| {
             let r = self.lock();
             match r.auth.as_ref().and_then(|a| a.token.as_ref()) {
                 Some(span) if r.write_value(span, dest) => Ok(()),
