@@ -11,10 +11,11 @@ import pytest
 pytest.register_assert_rewrite("support")
 
 # Real OpenBao servers and PostgreSQL (session-scoped fixtures), for any test file that asks.
+from support.child import secret_file  # noqa: E402
 from support.openbao import openbao, openbao_cluster, openbao_tls, stores  # noqa: E402
 from support.postgres import postgres  # noqa: E402
 
-__all__ = ["openbao", "openbao_cluster", "openbao_tls", "postgres", "stores"]
+__all__ = ["openbao", "openbao_cluster", "openbao_tls", "postgres", "secret_file", "stores"]
 
 #: What the tests import that `cypher_cell` itself does not need: the module,
 #: and the distribution `pip install -e '.[test]'` brings it with.

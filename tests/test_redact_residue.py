@@ -9,14 +9,11 @@ the scanner sees the matcher's copies when they are readable)."""
 from __future__ import annotations
 
 import base64
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.child import start_child
-from support.procfs import random_secret, scan_memory, secret_forms
+from support.procfs import scan_memory, secret_forms
 
 from cypher_cell._native import _probe
 
@@ -30,16 +27,6 @@ def base64_forms(secret: bytes) -> list[bytes]:
         for enc in (base64.b64encode, base64.urlsafe_b64encode):
             out.append(enc(b"\0" * align + secret)[first:last])
     return sorted(set(out))
-
-
-@pytest.fixture
-def secret_file() -> Iterator[tuple[bytes, Path]]:
-    secret = random_secret()
-    fd, path = tempfile.mkstemp(prefix="cc-redact-residue-")
-    os.write(fd, secret)
-    os.close(fd)
-    yield secret, Path(path)
-    os.unlink(path)
 
 
 USE = """

@@ -6,24 +6,11 @@ UTF-32-LE). Controls keep the scanner honest.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.child import start_child
-from support.procfs import random_secret, scan_memory, secret_forms
-
-
-@pytest.fixture
-def secret_file() -> Iterator[tuple[bytes, Path]]:
-    secret = random_secret()
-    fd, path = tempfile.mkstemp(prefix="cc-residue-")
-    os.write(fd, secret)
-    os.close(fd)
-    yield secret, Path(path)
-    os.unlink(path)
+from support.procfs import scan_memory, secret_forms
 
 
 def scan_child(code: str, secret: bytes, path: Path) -> tuple[int, dict[str, object]]:

@@ -13,9 +13,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
+
+from support.procfs import random_secret
 
 TESTS = str(Path(__file__).resolve().parent.parent)
 
@@ -87,3 +93,15 @@ def run_child(code: str, *args: str, **kw: object) -> dict[str, object]:
     child = start_child(code + "\nhold()\n", *args, **kw)  # type: ignore[arg-type]
     child.finish()
     return child.report
+
+
+@pytest.fixture
+def secret_file() -> Iterator[tuple[bytes, Path]]:
+    """A new random secret, and a file holding it for a child to read (so
+    the child obtains it itself, not from its arguments); removed after."""
+    secret = random_secret()
+    fd, path = tempfile.mkstemp(prefix="cc-secret-")
+    os.write(fd, secret)
+    os.close(fd)
+    yield secret, Path(path)
+    os.unlink(path)
